@@ -185,6 +185,11 @@ Status consume_status(qf_status* status, const std::string& context) {
                             owned->what,
                         "report to the plugin vendor");
   }
+  // A plugin that fails without saying why still gets a message a user can act on.
+  const std::string code_name = error_code_name(static_cast<ErrorCode>(owned->code));
+  if (owned->what.empty()) owned->what = "returned an error with no message";
+  if (owned->why.empty()) owned->why = "status code " + code_name + " with an empty 'why'";
+  if (owned->fix.empty()) owned->fix = "report to the plugin vendor";
   return Error(static_cast<ErrorCode>(owned->code), exit_code_for_plugin_code(owned->code),
                context + ": " + owned->what, owned->why, owned->fix);
 }

@@ -151,12 +151,22 @@ Status check_plugin_info(const qf_plugin_info& info, const LoadContext& lc) {
   }
   for (int32_t i = 0; i < info.method_count; ++i) {
     const qf_method* m = info.methods[i];
-    if (m == nullptr || m->struct_size < kMinMethodSize || m->quant_method == nullptr ||
-        m->create == nullptr || m->destroy == nullptr) {
-      return lc.fail("plugin returned an invalid method table entry",
-                     "methods[" + std::to_string(i) + "] is NULL, too small (struct_size " +
-                         std::to_string(m == nullptr ? 0 : m->struct_size) + " < " +
-                         std::to_string(kMinMethodSize) + ") or lacks quant_method/create/destroy",
+    const std::string slot = "methods[" + std::to_string(i) + "]";
+    std::string why;
+    if (m == nullptr) {
+      why = slot + " is NULL";
+    } else if (m->struct_size < kMinMethodSize) {
+      why = slot + ".struct_size " + std::to_string(m->struct_size) + " < " +
+            std::to_string(kMinMethodSize) + " (ABI 1.0's qf_method)";
+    } else if (m->quant_method == nullptr) {
+      why = slot + ".quant_method is NULL";
+    } else if (m->create == nullptr) {
+      why = slot + ".create is NULL";
+    } else if (m->destroy == nullptr) {
+      why = slot + ".destroy is NULL";
+    }
+    if (!why.empty()) {
+      return lc.fail("plugin returned an invalid method table entry", why,
                      "report to the plugin vendor");
     }
   }
@@ -300,7 +310,11 @@ Result<std::shared_ptr<LoadedPlugin>> load_plugin_library(const PluginManifest& 
   try {
     library_handle->load(fd_path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
-    return lc.fail("dlopen failed", e.what() + std::string(" (") + library.string() + ")",
+    std::string reason = e.what();
+    if (const auto at = reason.find(fd_path); at != std::string::npos) {
+      reason.replace(at, fd_path.size(), library.string());  // name the file, not the descriptor
+    }
+    return lc.fail("dlopen failed", reason,
                    "check the library's dependencies with `ldd " + library.string() +
                        "` and that it was linked with --no-undefined");
   }

@@ -28,6 +28,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -230,9 +231,10 @@ class Call {
   // Runs fn(begin, end) over [0, n) on the host's pool; exceptions in fn become statuses.
   template <class Fn>
   void parallel_for(int64_t n, int64_t grain, Fn&& fn) const {
+    using F = std::remove_reference_t<Fn>;  // lvalue, const lvalue and rvalue callables alike
     struct Thunk {
       static qf_status* run(void* user, int64_t b, int64_t e) {
-        return guard([&] { (*static_cast<Fn*>(user))(b, e); });
+        return guard([&] { (*static_cast<F*>(user))(b, e); });
       }
     };
     const qf_host_api* h = g_host;
@@ -240,7 +242,8 @@ class Call {
       fn(0, n);
       return;
     }
-    throw_if_error(h->parallel_for(h->ctx, ctx_, n, grain, &Thunk::run, &fn));
+    void* user = const_cast<void*>(static_cast<const void*>(std::addressof(fn)));
+    throw_if_error(h->parallel_for(h->ctx, ctx_, n, grain, &Thunk::run, user));
   }
 
  private:
@@ -454,14 +457,20 @@ struct PluginSpec {
   void (*shutdown)() = nullptr;
 };
 
+// Sizes of the ABI 1.0 structs. Compared instead of sizeof: a plugin built against a later 1.x
+// header must still accept a 1.0 host, whose structs end where 1.0's did.
+inline constexpr size_t kHostInfoSize_1_0 = offsetof(qf_host_info, api) + sizeof(void*);
+inline constexpr size_t kHostApiSize_1_0 = offsetof(qf_host_api, parallel_for) + sizeof(void*);
+inline constexpr size_t kPluginInfoSize_1_0 = offsetof(qf_plugin_info, shutdown) + sizeof(void*);
+
 // Negotiation: the plugin speaks [QF_ABI_MAJOR.required_host_minor, QF_ABI_MAJOR.QF_ABI_MINOR];
 // the host speaks [min_abi, max_abi]. Pick the highest version in both ranges.
 inline qf_status* plugin_entry(const qf_host_info* host_info, qf_plugin_info* out,
                                const PluginSpec& spec) noexcept {
   if (host_info == nullptr || out == nullptr) return nullptr;  // nothing to report through
   if (out->struct_size >= sizeof(uint32_t) * 2) out->abi_version = 0;  // "refused" until done
-  if (host_info->struct_size < sizeof(qf_host_info) || host_info->api == nullptr ||
-      host_info->api->struct_size < sizeof(qf_host_api) || host_info->api->status_new == nullptr) {
+  if (host_info->struct_size < kHostInfoSize_1_0 || host_info->api == nullptr ||
+      host_info->api->struct_size < kHostApiSize_1_0 || host_info->api->status_new == nullptr) {
     return nullptr;  // abi_version 0 tells the host we refused without a status
   }
   g_host = host_info->api;
@@ -488,7 +497,7 @@ inline qf_status* plugin_entry(const qf_host_info* host_info, qf_plugin_info* ou
     return make_status(QF_CODE_FAILED_PRECONDITION, "plugin ABI version not supported by host",
                        why.c_str(), fix.c_str());
   }
-  if (out->struct_size < sizeof(qf_plugin_info)) {
+  if (out->struct_size < kPluginInfoSize_1_0) {
     return make_status(QF_CODE_FAILED_PRECONDITION, "host plugin_info table too small",
                        "qf_plugin_info.struct_size is smaller than ABI 1.0 defines",
                        "upgrade qforge");
@@ -506,10 +515,11 @@ inline qf_status* plugin_entry(const qf_host_info* host_info, qf_plugin_info* ou
 }  // namespace qforge::sdk
 
 // Defines the exported entry from a PluginSpec expression (evaluated once, kept for the process).
-#define QF_PLUGIN_ENTRY(spec_expr)                                                             \
+// Variadic so a braced PluginSpec{...} with commas can be written inline.
+#define QF_PLUGIN_ENTRY(...)                                                                   \
   extern "C" QF_PLUGIN_EXPORT qf_status* qf_plugin_entry(const qf_host_info* host_info,        \
                                                          qf_plugin_info* out) {                \
-    static const ::qforge::sdk::PluginSpec qf_spec = spec_expr;                                \
+    static const ::qforge::sdk::PluginSpec qf_spec = __VA_ARGS__;                              \
     return ::qforge::sdk::plugin_entry(host_info, out, qf_spec);                               \
   }
 

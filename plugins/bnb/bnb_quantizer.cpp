@@ -1,0 +1,147 @@
+// The bitsandbytes quantizers' configuration hooks (see bnb_quantizer.hpp).
+#include "bnb_quantizer.hpp"
+
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <utility>
+
+#include "bnb_layout.hpp"
+
+namespace qforge::plugins::bnb {
+namespace {
+
+using sdk::Error;
+
+// Parses a hook's JSON argument; "" (a NULL pointer through the SDK) reads as null.
+nlohmann::json parse_argument(const std::string& text, const std::string& hook) {
+  if (text.empty()) return nullptr;
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded()) {
+    throw Error(QF_CODE_INVALID_ARGUMENT, hook + ": argument is not JSON",
+                "got " + text.substr(0, 80), "pass JSON text (the host always does)");
+  }
+  return j;
+}
+
+// floor(a / b) for b > 0, also for negative a.
+int64_t floor_div(int64_t a, int64_t b) {
+  const int64_t q = a / b;
+  return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+}  // namespace
+
+std::optional<std::string> find_skip_match(const std::string& name,
+                                           const std::vector<std::string>& skip) {
+  const size_t dot = name.rfind('.');
+  const std::string last = dot == std::string::npos ? name : name.substr(dot + 1);
+  for (const auto& key : skip) {
+    if (key.empty())
+      continue;  // "" + "." would match every dotted name; transformers never
+                 // meant an empty entry to skip the whole model
+    if (last == key || key == name || name.find(key + ".") != std::string::npos) return key;
+  }
+  return std::nullopt;
+}
+
+int64_t scale_budget(int64_t bytes) {
+  // 0.9 * v = 9 * (v / 10) + 9 * (v % 10) / 10, exact in integers and free of overflow.
+  return 9 * floor_div(bytes, 10) + floor_div(9 * (bytes - 10 * floor_div(bytes, 10)), 10);
+}
+
+BnbQuantizer::BnbQuantizer(const std::string& config_json, BnbBits bits)
+    : bits_(bits), config_(parse_bnb_config(config_json, bits)) {}
+
+void BnbQuantizer::validate_environment(const std::string& env_json,
+                                        const std::string& request_json) {
+  const EnvironmentFacts env = parse_environment(env_json);
+  const RequestFacts request = parse_request(request_json);
+  check_environment(config_, bits_, env, request);
+  default_device_ = default_device(env, request);
+}
+
+std::string BnbQuantizer::update_dtype(const std::string& dtype) {
+  if (!dtype.empty()) return dtype;
+  if (sdk::log_enabled(QF_LOG_INFO)) {
+    sdk::log(QF_LOG_INFO,
+             "Overriding dtype=None with `dtype=torch.float16` due to requirements of "
+             "`bitsandbytes` to enable model loading in 8-bit or 4-bit. Pass your own dtype to "
+             "specify the dtype of the remaining non-linear layers or pass dtype=torch.float16 "
+             "to remove this warning.");
+  }
+  return "float16";
+}
+
+std::string BnbQuantizer::update_device_map(const std::string& device_map_json) {
+  const nlohmann::json map = parse_argument(device_map_json, "update_device_map");
+  if (!map.is_null()) return device_map_json;
+  const std::string device = default_device_.value_or("cpu");
+  if (sdk::log_enabled(QF_LOG_INFO)) {
+    sdk::log(QF_LOG_INFO, "The device_map was not initialized. Setting device_map to {'': '" +
+                              device +
+                              "'}. If you want to use the model for inference, please "
+                              "set device_map ='auto' ");
+  }
+  return nlohmann::json{{"", device}}.dump();
+}
+
+std::string BnbQuantizer::adjust_max_memory(const std::string& max_memory_json) {
+  nlohmann::json budget = parse_argument(max_memory_json, "adjust_max_memory");
+  if (budget.is_null()) return max_memory_json.empty() ? "null" : max_memory_json;
+  if (!budget.is_object()) {
+    throw Error(QF_CODE_INVALID_ARGUMENT, "adjust_max_memory: max_memory is not a JSON object",
+                "got " + budget.dump().substr(0, 80),
+                "pass {\"cpu\": bytes, \"cuda:0\": bytes, ...}");
+  }
+  for (auto& [device, value] : budget.items()) {
+    if (value.is_number_unsigned()) {
+      const uint64_t v = value.get<uint64_t>();
+      value = 9 * (v / 10) + 9 * (v % 10) / 10;
+    } else if (value.is_number_integer()) {
+      value = scale_budget(value.get<int64_t>());
+    } else if (value.is_number_float()) {
+      value = value.get<double>() * kMaxMemoryFactor;
+    } else {
+      throw Error(QF_CODE_INVALID_ARGUMENT,
+                  "adjust_max_memory: budget for '" + device + "' is not a number",
+                  "got " + value.dump().substr(0, 40) + "; budgets are byte counts",
+                  "convert sizes such as \"10GiB\" to bytes before calling");
+    }
+  }
+  return budget.dump();
+}
+
+bool BnbQuantizer::needs_quantization(const qf_module_info& module, std::string& reason) {
+  if (module.kind != QF_MODULE_LINEAR && module.kind != QF_MODULE_CONV1D) {
+    reason = "not a linear layer";
+    return false;
+  }
+  if (config_.llm_int8_skip_modules) {
+    const std::string name = module.name != nullptr ? module.name : "";
+    if (auto key = find_skip_match(name, *config_.llm_int8_skip_modules)) {
+      reason = "listed in llm_int8_skip_modules ('" + *key + "')";
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string BnbQuantizer::describe_quantized(const qf_module_info& module) {
+  return describe_json(bits_ == BnbBits::k4 ? describe_4bit(config_, module)
+                                            : describe_8bit(module));
+}
+
+void BnbQuantizer::check_quantized(const qf_module_info& module, const qf_tensor_list& tensors) {
+  if (bits_ == BnbBits::k4) {
+    check_4bit(config_, module, tensors);
+  } else {
+    check_8bit(module, tensors);
+  }
+}
+
+std::string BnbQuantizer::postprocess(const std::string& /*model_config_json*/) {
+  return to_quantization_config(config_).dump();
+}
+
+}  // namespace qforge::plugins::bnb

@@ -1,0 +1,24 @@
+// Subcommand registration. Each subcommand is one file that adds itself to the CLI11 app and
+// returns what to run when it was chosen; main() dispatches. Later issues add plan, quantize,
+// verify, ... the same way.
+#pragma once
+
+#include <functional>
+
+#include "context.hpp"
+
+namespace CLI {
+class App;
+}  // namespace CLI
+
+namespace qforge::cli {
+
+struct Command {
+  CLI::App* app = nullptr;   // the subcommand, for got_subcommand()
+  std::function<int()> run;  // returns the process exit code; throws qforge::Error
+};
+
+Command add_doctor_command(CLI::App& parent, CliContext& ctx);   // doctor.cpp
+Command add_plugins_command(CLI::App& parent, CliContext& ctx);  // plugins_cmd.cpp
+
+}  // namespace qforge::cli

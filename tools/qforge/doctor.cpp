@@ -1,0 +1,214 @@
+// `qforge doctor`: a report of the machine, the plugin search path, every manifest found with
+// its state, and which plugin would serve each quant_method (or why none can). It loads every
+// plugin, because reporting load failures is its job, and exits 0 even when some failed: the
+// report is the result. Only a host that cannot run at all is an error.
+#include <CLI/CLI.hpp>
+#include <map>
+#include <sstream>
+
+#include "commands.hpp"
+#include "plugin_views.hpp"
+#include "qforge/conformance.hpp"
+#include "qforge/host.hpp"
+
+namespace qforge::cli {
+namespace {
+
+struct MethodRow {
+  std::string device;
+  Selection selection;
+};
+
+nlohmann::json selection_json(const MethodRow& row) {
+  nlohmann::json candidates = nlohmann::json::array();
+  for (const auto& c : row.selection.candidates) {
+    candidates.push_back(
+        {{"plugin", c.plugin_id},
+         {"priority", c.priority},
+         {"rejected_because", c.rejected_because.empty() ? nlohmann::json(nullptr)
+                                                         : nlohmann::json(c.rejected_because)}});
+  }
+  nlohmann::json j = {{"quant_method", row.selection.quant_method},
+                      {"device", row.device},
+                      {"chosen", row.selection.ok() ? nlohmann::json(row.selection.plugin_id)
+                                                    : nlohmann::json(nullptr)},
+                      {"candidates", candidates}};
+  if (!row.selection.ok()) j["reason"] = row.selection.explain();
+  return j;
+}
+
+std::string environment_text(const Environment& env) {
+  std::ostringstream s;
+  s << "Environment\n";
+  s << "  cpu        " << env.cpu_arch << ", " << (env.cpu_model.empty() ? "?" : env.cpu_model)
+    << ", " << env.logical_cpus << " logical CPUs\n";
+  s << "  features   ";
+  if (env.cpu_features.empty()) s << "(none detected)";
+  for (size_t i = 0; i < env.cpu_features.size(); ++i)
+    s << (i > 0 ? " " : "") << env.cpu_features[i];
+  s << "\n  memory     " << format_bytes(env.host_memory) << "\n";
+  s << "  cuda       ";
+  if (env.cuda_driver_found) {
+    s << "driver " << env.cuda_driver_version / 1000 << "."
+      << (env.cuda_driver_version % 1000) / 10;
+  } else {
+    s << "no driver";
+  }
+  if (!env.has_cuda())
+    s << "; no devices" << (env.cuda_status.empty() ? "" : ": " + env.cuda_status);
+  s << "\n  rocm       ";
+  if (env.hip_runtime_found) {
+    s << "runtime " << env.hip_runtime_version;
+  } else {
+    s << "no runtime";
+  }
+  if (!env.has_rocm()) s << "; no devices" << (env.hip_status.empty() ? "" : ": " + env.hip_status);
+  s << "\n";
+  for (const auto& d : env.devices) {
+    s << "  " << d.backend << ":" << d.index << "     " << d.name << " (";
+    if (d.backend == "cuda") {
+      s << "compute capability " << d.cc_major << "." << d.cc_minor;
+    } else {
+      s << d.gcn_arch;
+    }
+    s << ", " << format_bytes(d.total_memory) << " total";
+    if (d.free_memory > 0) s << ", " << format_bytes(d.free_memory) << " free";
+    s << ")\n";
+  }
+  s << "  libtorch   tensors on cpu" << (env.torch_cuda ? " and cuda" : " only") << "\n";
+  return s.str();
+}
+
+std::string plugins_text(const std::vector<PluginRecord>& records) {
+  std::ostringstream s;
+  s << "Plugins (" << records.size() << " manifest" << (records.size() == 1 ? "" : "s") << ")\n";
+  if (records.empty()) s << "  none found: pass --plugin-dir or set QFORGE_PLUGIN_PATH\n";
+  for (const auto& r : records) {
+    s << "  " << r.id();
+    if (r.manifest) s << " " << r.manifest->version << " (" << r.manifest->vendor << ")";
+    s << "  [" << plugin_state_name(r.state) << "]  " << r.manifest_path.string() << "\n";
+    if (r.manifest) {
+      s << "      methods:";
+      for (const auto& m : r.manifest->methods) s << " " << m.quant_method;
+      s << "\n";
+    }
+    const std::string reason = record_reason(r);
+    if (!reason.empty()) s << "      reason: " << reason << "\n";
+  }
+  return s.str();
+}
+
+std::string methods_text(const std::vector<MethodRow>& rows) {
+  std::ostringstream s;
+  s << "Methods (selection for an unquantized model: no dtype, no device map)\n";
+  if (rows.empty()) s << "  no healthy plugin declares any quant_method\n";
+  for (const auto& row : rows) {
+    s << "  " << row.selection.quant_method << " on " << row.device << ": "
+      << (row.selection.ok() ? row.selection.plugin_id : "none can serve") << "\n";
+    for (const auto& c : row.selection.candidates) {
+      s << "      " << c.plugin_id << " (priority " << c.priority
+        << "): " << (c.rejected_because.empty() ? "chosen" : "rejected: " + c.rejected_because)
+        << "\n";
+    }
+  }
+  return s.str();
+}
+
+int run_doctor(CliContext& ctx) {
+  Host host(ctx.host_options());
+
+  for (const auto& record : host.plugins()) {
+    // The status is recorded in the plugin's record, which the report shows.
+    if (record.state == PluginState::kDiscovered) (void)host.load(record.id());
+  }
+  const std::vector<PluginRecord> records = host.plugins();
+  const Environment& env = host.environment();
+
+  // One config per method, from the first healthy manifest (search order) declaring it.
+  std::map<std::string, nlohmann::json> configs;
+  for (const auto& r : records) {
+    if (!r.manifest || r.state == PluginState::kFailed || r.state == PluginState::kShadowed) {
+      continue;
+    }
+    for (const auto& m : r.manifest->methods) {
+      configs.emplace(m.quant_method, minimal_method_config(m));
+    }
+  }
+  std::vector<std::string> devices = {"cpu"};
+  if (env.has_cuda()) devices.emplace_back("cuda:0");
+  if (env.has_rocm()) devices.emplace_back("rocm:0");
+
+  std::vector<MethodRow> rows;
+  for (const auto& method : host.quant_methods()) {
+    for (const auto& device : devices) {
+      SelectionRequest request;
+      request.quant_method = method;
+      auto config = configs.find(method);
+      request.config =
+          config != configs.end() ? config->second : nlohmann::json{{"quant_method", method}};
+      request.request = {{"device", device},
+                         {"pre_quantized", false},
+                         {"dtype", nullptr},
+                         {"device_map", nullptr}};
+      rows.push_back(MethodRow{device, host.select(request)});
+    }
+  }
+
+  int loaded = 0;
+  int failed = 0;
+  int shadowed = 0;
+  for (const auto& r : records) {
+    loaded += r.state == PluginState::kLoaded ? 1 : 0;
+    failed += r.state == PluginState::kFailed ? 1 : 0;
+    shadowed += r.state == PluginState::kShadowed ? 1 : 0;
+  }
+  int servable = 0;
+  for (const auto& row : rows) servable += row.selection.ok() ? 1 : 0;
+
+  if (ctx.out->json()) {
+    nlohmann::json search_path = nlohmann::json::array();
+    for (const auto& p : host.search_path()) search_path.push_back(p.string());
+    nlohmann::json plugins = nlohmann::json::array();
+    for (const auto& r : records) plugins.push_back(plugin_record_json(r));
+    nlohmann::json methods = nlohmann::json::array();
+    for (const auto& row : rows) methods.push_back(selection_json(row));
+    ctx.out->json_document({{"qforge_version", kHostVersion},
+                            {"environment", env.to_json()},
+                            {"search_path", search_path},
+                            {"plugins", plugins},
+                            {"methods", methods},
+                            {"summary",
+                             {{"manifests", records.size()},
+                              {"loaded", loaded},
+                              {"failed", failed},
+                              {"shadowed", shadowed},
+                              {"selections", rows.size()},
+                              {"servable", servable}}}});
+    return 0;
+  }
+
+  std::ostringstream s;
+  s << "qforge " << kHostVersion << " doctor\n\n" << environment_text(env) << "\n";
+  s << "Plugin search path\n";
+  if (host.search_path().empty()) s << "  (empty)\n";
+  int i = 0;
+  for (const auto& p : host.search_path()) s << "  " << ++i << ". " << p.string() << "\n";
+  s << "\n" << plugins_text(records) << "\n" << methods_text(rows) << "\n";
+  s << "Summary: " << records.size() << " manifests (" << loaded << " loaded, " << failed
+    << " failed, " << shadowed << " shadowed); " << servable << " of " << rows.size()
+    << " method/device pairs can be served\n";
+  ctx.out->text(s.str());
+  return 0;
+}
+
+}  // namespace
+
+Command add_doctor_command(CLI::App& parent, CliContext& ctx) {
+  CLI::App* cmd = parent.add_subcommand(
+      "doctor",
+      "Report the environment, every plugin manifest with its state, and which plugin serves "
+      "each quant_method");
+  return Command{cmd, [&ctx] { return run_doctor(ctx); }};
+}
+
+}  // namespace qforge::cli
