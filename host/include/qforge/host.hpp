@@ -77,6 +77,8 @@ struct Selection {
   bool ok() const { return !plugin_id.empty(); }
   // "no plugin can serve 'x': a: reason; b: reason" for error messages.
   std::string explain() const;
+  // The pre-flight error for a failed selection: exit code 3, every candidate's reason.
+  Error error() const;
 };
 
 struct SelectionRequest {

@@ -44,6 +44,12 @@ std::string Selection::explain() const {
   return s;
 }
 
+Error Selection::error() const {
+  return environment_error(explain(), std::to_string(candidates.size()) + " candidate(s) considered",
+                           "run `qforge doctor` for the full table; install a plugin for '" +
+                               quant_method + "' or choose another --device");
+}
+
 namespace {
 
 // Keeps a plugin initialised while a Host or a Quantizer uses it.

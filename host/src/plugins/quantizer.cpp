@@ -146,9 +146,13 @@ Result<nlohmann::json> parse_plugin_json(const std::string& text, const std::str
 Status Quantizer::validate_environment(const nlohmann::json& env, const nlohmann::json& request) {
   if (method_->validate_environment == nullptr) return ok_status();
   const std::string env_text = env.dump(), request_text = request.dump();
-  return call_hook(QF_CONTEXT("validate_environment"), [&] {
+  Status status = call_hook(QF_CONTEXT("validate_environment"), [&] {
     return method_->validate_environment(instance_, env_text.c_str(), request_text.c_str());
   });
+  // Every refusal here is a pre-flight failure (exit 3), whatever the plugin's code says.
+  if (status.ok() || status.error().exit_code() == ExitCode::kPlugin) return status;
+  const Error& e = status.error();
+  return Error(e.code(), ExitCode::kEnvironment, e.summary(), e.why(), e.fix());
 }
 
 Result<std::string> Quantizer::update_dtype(const std::string& dtype) {
