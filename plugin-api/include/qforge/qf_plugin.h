@@ -1,7 +1,7 @@
 /* qforge plugin C ABI, version 1.0.
  *
  * The whole contract between the qforge host and a quantizer plugin. C99, self-contained: it
- * includes only <stdint.h>, <stddef.h> and <dlpack/dlpack.h>. No bool, no C++ types, no
+ * includes only <stdint.h>, <stddef.h> and <dlpack/dlpack.h>. No boolean type, no C++ types, no
  * exceptions, no STL cross this line.
  *
  * Rules (see plugin-api/README.md for the long form):
