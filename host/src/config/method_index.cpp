@@ -1,7 +1,6 @@
 #include "config/method_index.hpp"
 
 #include <algorithm>
-#include <set>
 #include <utility>
 
 namespace qforge {

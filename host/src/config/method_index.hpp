@@ -3,11 +3,10 @@
 #pragma once
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "qforge/config.hpp"
 
@@ -37,7 +36,7 @@ class MethodIndex {
 
  private:
   std::map<std::string, MethodCatalogEntry> methods_;
-  std::map<std::string, std::string> aliases_;  // alias -> canonical
+  std::map<std::string, std::string> aliases_;                             // alias -> canonical
   std::map<std::string, std::pair<std::string, nlohmann::json>> presets_;  // -> (owner, config)
 };
 

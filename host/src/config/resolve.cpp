@@ -33,7 +33,7 @@ constexpr const char* kPrequantizedWarning =
 // names `getattr(torch, s)` resolves for the compute dtype.
 const std::vector<std::string> kBnbQuantStorage = {"bfloat16", "float16", "float32",
                                                    "float64",  "int8",    "uint8"};
-const std::vector<std::string> kBnbComputeDtypes = {"bfloat16", "double", "float", "float16",
+const std::vector<std::string> kBnbComputeDtypes = {"bfloat16", "double",  "float", "float16",
                                                     "float32",  "float64", "half"};
 
 bool contains(const std::vector<std::string>& v, const std::string& s) {
@@ -43,8 +43,8 @@ bool contains(const std::vector<std::string>& v, const std::string& s) {
 // Pre-flight validation failures: the config is invalid for the run, and the CLI reports it
 // with the environment-validation exit code like every other pre-flight check.
 Error preflight_error(std::string what, std::string why, std::string fix) {
-  return Error(ErrorCode::kInvalidArgument, ExitCode::kEnvironment, std::move(what),
-               std::move(why), std::move(fix));
+  return Error(ErrorCode::kInvalidArgument, ExitCode::kEnvironment, std::move(what), std::move(why),
+               std::move(fix));
 }
 
 Error both_bnb_flags_error(const std::string& origin, const std::string& detail) {
@@ -61,8 +61,8 @@ Error unknown_method_error(const std::string& name, const MethodIndex& index,
                     "serves; installed methods: " + format_name_list(index.methods());
   if (!index.aliases().empty()) why += "; aliases: " + format_name_list(index.aliases());
   return bad_input("unknown quantization method '" + name + "'", why,
-                   "use one of the installed methods, or install a plugin that provides '" +
-                       name + "' (`qforge plugins` lists them; --plugin-dir adds a folder)");
+                   "use one of the installed methods, or install a plugin that provides '" + name +
+                       "' (`qforge plugins` lists them; --plugin-dir adds a folder)");
 }
 
 Result<bool> read_flag(const json& config, const char* key, const std::string& origin) {
@@ -112,8 +112,9 @@ Result<std::string> dispatch_method(const json& config, const MethodIndex& index
         return both_bnb_flags_error(origin, "sets load_in_4bit: true and load_in_8bit: true");
       }
       if (!b4 && !b8) {
-        return bad_input(origin + ": quant_method 'bitsandbytes' needs load_in_4bit or "
-                                  "load_in_8bit set to true",
+        return bad_input(origin +
+                             ": quant_method 'bitsandbytes' needs load_in_4bit or "
+                             "load_in_8bit set to true",
                          "neither flag is true, and bitsandbytes dispatches to "
                          "bitsandbytes_4bit or bitsandbytes_8bit by these flags",
                          "add load_in_4bit: true (or load_in_8bit: true), or use --method "
@@ -124,12 +125,12 @@ Result<std::string> dispatch_method(const json& config, const MethodIndex& index
       const std::optional<std::string> canonical = index.canonical(qm);
       const std::string name = canonical.value_or(qm);
       if (name == kBnb4bit && b8) {
-        return both_bnb_flags_error(origin, "names quant_method '" + qm +
-                                                "' (load_in_4bit) and sets load_in_8bit: true");
+        return both_bnb_flags_error(
+            origin, "names quant_method '" + qm + "' (load_in_4bit) and sets load_in_8bit: true");
       }
       if (name == kBnb8bit && b4) {
-        return both_bnb_flags_error(origin, "names quant_method '" + qm +
-                                                "' (load_in_8bit) and sets load_in_4bit: true");
+        return both_bnb_flags_error(
+            origin, "names quant_method '" + qm + "' (load_in_8bit) and sets load_in_4bit: true");
       }
       if (name != kBnb4bit && name != kBnb8bit && (b4 || b8)) {
         // transformers would silently switch to bitsandbytes here; a config naming one method
@@ -258,10 +259,10 @@ Status check_bnb_config(json& config, const std::string& origin) {
     auto it = config.find(key);
     if (it == config.end() || it->is_null()) return ok_status();
     if (!it->is_string() || !contains(allowed, it->get<std::string>())) {
-      return preflight_error(origin + ": " + key + " " + it->dump() + " is not allowed",
-                             std::string("allowed values: ") + format_name_list(allowed),
-                             std::string("set ") + key + " to one of them, e.g. --set " + key +
-                                 "=bfloat16");
+      return preflight_error(
+          origin + ": " + key + " " + it->dump() + " is not allowed",
+          std::string("allowed values: ") + format_name_list(allowed),
+          std::string("set ") + key + " to one of them, e.g. --set " + key + "=bfloat16");
     }
     return ok_status();
   };
@@ -329,15 +330,15 @@ Result<ResolvedConfig> resolve_config(const ConfigRequest& request,
         Result<std::string> user_method = dispatch_method(user.config, index, kUserOrigin);
         if (!user_method.ok()) return user_method.error();
         if (user_method.value() != out.quant_method) {
-          return bad_input(
-              "The model is quantized with " + out.quant_method + " but you are passing a " +
-                  user_method.value() + " config",
-              "the checkpoint's config.json quantization_config selects " + out.quant_method +
-                  " and " + kUserOrigin + " selects " + user_method.value() +
-                  "; a pre-quantized checkpoint loads only with its own method",
-              "drop --method/--config, or pass a " + out.quant_method +
-                  " config that changes only its loading attributes " +
-                  format_name_list(entry.loading_attributes));
+          return bad_input("The model is quantized with " + out.quant_method +
+                               " but you are passing a " + user_method.value() + " config",
+                           "the checkpoint's config.json quantization_config selects " +
+                               out.quant_method + " and " + kUserOrigin + " selects " +
+                               user_method.value() +
+                               "; a pre-quantized checkpoint loads only with its own method",
+                           "drop --method/--config, or pass a " + out.quant_method +
+                               " config that changes only its loading attributes " +
+                               format_name_list(entry.loading_attributes));
         }
       }
       std::vector<std::string> overwritten, ignored;
@@ -356,10 +357,14 @@ Result<ResolvedConfig> resolve_config(const ConfigRequest& request,
                       "rest will be ignored.");
       }
       if (!ignored.empty()) {
+        const std::string allowed =
+            entry.loading_attributes.empty()
+                ? out.quant_method + " has no loading attributes a user may override"
+                : "only the loading attributes " + format_name_list(entry.loading_attributes) +
+                      " may be overridden";
         warn(out, "ignored user config keys " + format_name_list(ignored) +
                       ": the checkpoint is already quantized with " + out.quant_method +
-                      " and its quantization_config wins; only the loading attributes " +
-                      format_name_list(entry.loading_attributes) + " may be overridden");
+                      " and its quantization_config wins; " + allowed);
       }
     }
   } else if (user.given) {
@@ -401,8 +406,8 @@ Result<ResolvedConfig> resolve_config(const ConfigRequest& request,
     }
     if (!unused.empty()) {
       warn(out, "Unused kwargs: " + format_name_list(unused) + ". These kwargs are not used by " +
-                    out.quant_method + " (from " + origin + "; known keys: " +
-                    format_name_list(entry.known_keys) + ")");
+                    out.quant_method + " (from " + origin +
+                    "; known keys: " + format_name_list(entry.known_keys) + ")");
     }
   }
   if (out.quant_method == kBnb4bit || out.quant_method == kBnb8bit) {

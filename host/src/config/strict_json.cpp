@@ -141,9 +141,9 @@ Result<json> parse_strict_json(const std::string& text, const std::string& sourc
     std::string why = e.what();
     const std::size_t syntax = why.find("syntax error");
     if (syntax != std::string::npos) why = why.substr(syntax);
-    return bad_input(source + ":" + std::to_string(line) + ":" + std::to_string(column) +
-                         ": malformed JSON",
-                     why, "fix the syntax at the position shown");
+    return bad_input(
+        source + ":" + std::to_string(line) + ":" + std::to_string(column) + ": malformed JSON",
+        why, "fix the syntax at the position shown");
   }
 }
 

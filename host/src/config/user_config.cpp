@@ -27,8 +27,8 @@ constexpr std::size_t kUserConfigMaxDepth = 32;
 bool looks_like_json(const std::string& text) {
   std::size_t i = 0;
   if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) i = 3;  // UTF-8 byte order mark
-  while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' ||
-                             text[i] == '\n')) {
+  while (i < text.size() &&
+         (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n')) {
     ++i;
   }
   return i < text.size() && (text[i] == '{' || text[i] == '[');
@@ -81,9 +81,9 @@ Result<json> load_user_config(const std::string& path) {
 
   YamlLineMap lines;
   const bool is_json = looks_like_json(text);
-  Result<json> parsed = is_json ? parse_strict_json(text, path, kUserConfigMaxDepth)
-                                : yaml_to_json(text, path, YamlJsonOptions{kUserConfigMaxDepth},
-                                               &lines);
+  Result<json> parsed =
+      is_json ? parse_strict_json(text, path, kUserConfigMaxDepth)
+              : yaml_to_json(text, path, YamlJsonOptions{kUserConfigMaxDepth}, &lines);
   if (!parsed.ok()) return parsed.error();
   json config = std::move(parsed).value();
   if (config.is_null()) {

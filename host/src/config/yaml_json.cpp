@@ -1,5 +1,10 @@
 #include "config/yaml_json.hpp"
 
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/exceptions.h>
+#include <yaml-cpp/mark.h>
+#include <yaml-cpp/parser.h>
+
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -9,11 +14,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <yaml-cpp/eventhandler.h>
-#include <yaml-cpp/exceptions.h>
-#include <yaml-cpp/mark.h>
-#include <yaml-cpp/parser.h>
 
 namespace qforge {
 namespace {
@@ -138,8 +138,8 @@ class JsonBuilder : public YAML::EventHandler {
       const std::string path = yaml_join_key(map.path, value);
       if (map.value.contains(value)) {
         fail(mark, "duplicate key '" + value + "'",
-             "the key appears again at line " + std::to_string(mark.line + 1) +
-                 " (first at line " + std::to_string(map.key_lines[value]) + ")",
+             "the key appears again at line " + std::to_string(mark.line + 1) + " (first at line " +
+                 std::to_string(map.key_lines[value]) + ")",
              "keep one of the two entries", path);
       }
       map.key_lines[value] = mark.line + 1;
@@ -227,8 +227,7 @@ class JsonBuilder : public YAML::EventHandler {
     }
     if (stack_.size() + 1 > options_.max_depth) {
       fail(mark, "nesting deeper than " + std::to_string(options_.max_depth) + " levels",
-           "deep nesting is refused to bound memory and recursion",
-           "flatten the structure");
+           "deep nesting is refused to bound memory and recursion", "flatten the structure");
     }
     const std::string path = child_path();
     if (lines_ != nullptr && !stack_.empty() && stack_.back().value.is_array()) {

@@ -12,9 +12,8 @@
 
 #include <cstddef>
 #include <map>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "qforge/error.hpp"
 

@@ -60,24 +60,42 @@ std::string dl_error() {
 
 const char* cuda_error_fallback_name(int code) {
   switch (code) {
-    case 0: return "CUDA_SUCCESS";
-    case 1: return "CUDA_ERROR_INVALID_VALUE";
-    case 2: return "CUDA_ERROR_OUT_OF_MEMORY";
-    case 3: return "CUDA_ERROR_NOT_INITIALIZED";
-    case 4: return "CUDA_ERROR_DEINITIALIZED";
-    case 34: return "CUDA_ERROR_STUB_LIBRARY";
-    case 46: return "CUDA_ERROR_DEVICE_UNAVAILABLE";
-    case 100: return "CUDA_ERROR_NO_DEVICE";
-    case 101: return "CUDA_ERROR_INVALID_DEVICE";
-    case 201: return "CUDA_ERROR_INVALID_CONTEXT";
-    case 216: return "CUDA_ERROR_CONTEXT_ALREADY_IN_USE";
-    case 303: return "CUDA_ERROR_SHARED_OBJECT_INIT_FAILED";
-    case 304: return "CUDA_ERROR_OPERATING_SYSTEM";
-    case 802: return "CUDA_ERROR_SYSTEM_NOT_READY";
-    case 803: return "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH";
-    case 804: return "CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE";
-    case 999: return "CUDA_ERROR_UNKNOWN";
-    default: return "unrecognised CUresult";
+    case 0:
+      return "CUDA_SUCCESS";
+    case 1:
+      return "CUDA_ERROR_INVALID_VALUE";
+    case 2:
+      return "CUDA_ERROR_OUT_OF_MEMORY";
+    case 3:
+      return "CUDA_ERROR_NOT_INITIALIZED";
+    case 4:
+      return "CUDA_ERROR_DEINITIALIZED";
+    case 34:
+      return "CUDA_ERROR_STUB_LIBRARY";
+    case 46:
+      return "CUDA_ERROR_DEVICE_UNAVAILABLE";
+    case 100:
+      return "CUDA_ERROR_NO_DEVICE";
+    case 101:
+      return "CUDA_ERROR_INVALID_DEVICE";
+    case 201:
+      return "CUDA_ERROR_INVALID_CONTEXT";
+    case 216:
+      return "CUDA_ERROR_CONTEXT_ALREADY_IN_USE";
+    case 303:
+      return "CUDA_ERROR_SHARED_OBJECT_INIT_FAILED";
+    case 304:
+      return "CUDA_ERROR_OPERATING_SYSTEM";
+    case 802:
+      return "CUDA_ERROR_SYSTEM_NOT_READY";
+    case 803:
+      return "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH";
+    case 804:
+      return "CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE";
+    case 999:
+      return "CUDA_ERROR_UNKNOWN";
+    default:
+      return "unrecognised CUresult";
   }
 }
 
@@ -159,13 +177,11 @@ GpuBackendProbe probe_cuda(const char* libname, bool query_free_memory) {
       problems += "; device " + std::to_string(i) + ": " + drv.describe("cuDeviceGetName", rc);
     }
     d.name = name;
-    if (const CuResult rc = get_attribute(&d.cc_major, kAttrComputeCapabilityMajor, dev);
-        rc != 0) {
+    if (const CuResult rc = get_attribute(&d.cc_major, kAttrComputeCapabilityMajor, dev); rc != 0) {
       problems += "; device " + std::to_string(i) + ": " +
                   drv.describe("cuDeviceGetAttribute(COMPUTE_CAPABILITY_MAJOR)", rc);
     }
-    if (const CuResult rc = get_attribute(&d.cc_minor, kAttrComputeCapabilityMinor, dev);
-        rc != 0) {
+    if (const CuResult rc = get_attribute(&d.cc_minor, kAttrComputeCapabilityMinor, dev); rc != 0) {
       problems += "; device " + std::to_string(i) + ": " +
                   drv.describe("cuDeviceGetAttribute(COMPUTE_CAPABILITY_MINOR)", rc);
     }

@@ -1,13 +1,13 @@
 // Environment <-> JSON (docs/environment.md is the schema plugins read).
+#include "qforge/environment.hpp"
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "qforge/environment.hpp"
 #include "qforge/error.hpp"
 
 namespace qforge {
@@ -17,10 +17,10 @@ using nlohmann::json;
 
 [[noreturn]] void field_error(const std::string& field, const std::string& expected,
                               const json& got) {
-  throw bad_input("environment JSON: field '" + field + "': expected " + expected + ", got " +
-                      got.dump(),
-                  "the environment description does not follow the schema",
-                  "see docs/environment.md, or produce the file with `qforge doctor --json`");
+  throw bad_input(
+      "environment JSON: field '" + field + "': expected " + expected + ", got " + got.dump(),
+      "the environment description does not follow the schema",
+      "see docs/environment.md, or produce the file with `qforge doctor --json`");
 }
 
 // Rejects keys outside `allowed`: a typo ("device" for "devices") would otherwise simulate a
@@ -32,8 +32,8 @@ void check_keys(const json& object, const std::string& where,
       std::string list;
       for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
       const std::string field = where.empty() ? item.key() : where + "." + item.key();
-      throw bad_input("environment JSON: unknown field '" + field + "'",
-                      "allowed here: " + list, "remove or rename the field (docs/environment.md)");
+      throw bad_input("environment JSON: unknown field '" + field + "'", "allowed here: " + list,
+                      "remove or rename the field (docs/environment.md)");
     }
   }
 }
@@ -52,8 +52,7 @@ const json& require_object(const json& j, const std::string& field) {
   return j;
 }
 
-void read_string(const json& object, const std::string& where, const char* key,
-                 std::string& out) {
+void read_string(const json& object, const std::string& where, const char* key, std::string& out) {
   if (const json* v = member(object, key)) {
     if (!v->is_string()) field_error(join(where, key), "a string", *v);
     out = v->get<std::string>();
@@ -222,8 +221,7 @@ Environment environment_from_json(const json& j) {
   if (const json* devices = member(j, "devices")) {
     if (!devices->is_array()) field_error("devices", "an array of device objects", *devices);
     for (std::size_t i = 0; i < devices->size(); ++i) {
-      env.devices.push_back(
-          device_from_json((*devices)[i], "devices[" + std::to_string(i) + "]"));
+      env.devices.push_back(device_from_json((*devices)[i], "devices[" + std::to_string(i) + "]"));
     }
   }
   if (const json* torch = member(j, "torch")) {

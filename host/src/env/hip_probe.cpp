@@ -117,10 +117,11 @@ GpuBackendProbe probe_hip(const std::vector<std::string>& libnames,
   const auto get_name = lookup<HipDeviceGetNameFn>(lib, "hipDeviceGetName");
   const auto total_mem = lookup<HipDeviceTotalMemFn>(lib, "hipDeviceTotalMem");
   const auto get_pci = lookup<HipDeviceGetPciBusIdFn>(lib, "hipDeviceGetPCIBusId");
-  if (init == nullptr || get_version == nullptr || get_count == nullptr ||
-      get_device == nullptr || get_name == nullptr || total_mem == nullptr) {
-    out.status = loaded + " lacks hipInit/hipRuntimeGetVersion/hipGetDeviceCount/hipDeviceGet/"
-                          "hipDeviceGetName/hipDeviceTotalMem (not a HIP runtime library?)";
+  if (init == nullptr || get_version == nullptr || get_count == nullptr || get_device == nullptr ||
+      get_name == nullptr || total_mem == nullptr) {
+    out.status = loaded +
+                 " lacks hipInit/hipRuntimeGetVersion/hipGetDeviceCount/hipDeviceGet/"
+                 "hipDeviceGetName/hipDeviceTotalMem (not a HIP runtime library?)";
     return out;
   }
   if (const HipError rc = init(0); rc != 0) {
@@ -139,8 +140,8 @@ GpuBackendProbe probe_hip(const std::vector<std::string>& libnames,
   for (int i = 0; i < count; ++i) {
     int dev = 0;
     if (const HipError rc = get_device(&dev, i); rc != 0) {
-      problems += "; device " + std::to_string(i) + ": " + describe(get_error_name,
-                                                                     "hipDeviceGet", rc);
+      problems +=
+          "; device " + std::to_string(i) + ": " + describe(get_error_name, "hipDeviceGet", rc);
       continue;
     }
     GpuDevice d;
@@ -148,8 +149,8 @@ GpuBackendProbe probe_hip(const std::vector<std::string>& libnames,
     d.index = i;
     char name[256] = {};
     if (const HipError rc = get_name(name, static_cast<int>(sizeof(name) - 1), dev); rc != 0) {
-      problems += "; device " + std::to_string(i) + ": " +
-                  describe(get_error_name, "hipDeviceGetName", rc);
+      problems +=
+          "; device " + std::to_string(i) + ": " + describe(get_error_name, "hipDeviceGetName", rc);
     }
     d.name = name;
     std::size_t total = 0;

@@ -11,8 +11,7 @@
 namespace qforge {
 
 // Library names tried in order: the development symlink first, then the runtime sonames.
-inline const std::vector<std::string> kHipRuntimeLibraries = {"libamdhip64.so",
-                                                              "libamdhip64.so.6",
+inline const std::vector<std::string> kHipRuntimeLibraries = {"libamdhip64.so", "libamdhip64.so.6",
                                                               "libamdhip64.so.5"};
 inline constexpr const char* kKfdTopologyRoot = "/sys/class/kfd/kfd/topology/nodes";
 

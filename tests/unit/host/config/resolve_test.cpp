@@ -1,11 +1,10 @@
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
-#include <spdlog/sinks/ringbuffer_sink.h>
 
 #include "qforge/config.hpp"
 #include "qforge/logging.hpp"
@@ -17,12 +16,16 @@ using nlohmann::json;
 
 // A catalog written by hand, shaped like the manifests of bnb and two vendor plugins.
 std::vector<MethodCatalogEntry> test_catalog() {
-  const std::vector<std::string> bnb_keys = {
-      "load_in_4bit",           "load_in_8bit",
-      "llm_int8_threshold",     "llm_int8_skip_modules",
-      "llm_int8_enable_fp32_cpu_offload", "llm_int8_has_fp16_weight",
-      "bnb_4bit_compute_dtype", "bnb_4bit_quant_type",
-      "bnb_4bit_use_double_quant", "bnb_4bit_quant_storage"};
+  const std::vector<std::string> bnb_keys = {"load_in_4bit",
+                                             "load_in_8bit",
+                                             "llm_int8_threshold",
+                                             "llm_int8_skip_modules",
+                                             "llm_int8_enable_fp32_cpu_offload",
+                                             "llm_int8_has_fp16_weight",
+                                             "bnb_4bit_compute_dtype",
+                                             "bnb_4bit_quant_type",
+                                             "bnb_4bit_use_double_quant",
+                                             "bnb_4bit_quant_storage"};
   MethodCatalogEntry bnb4;
   bnb4.quant_method = "bitsandbytes_4bit";
   bnb4.aliases = {"bnb_4bit"};
@@ -39,8 +42,8 @@ std::vector<MethodCatalogEntry> test_catalog() {
   MethodCatalogEntry gptq;
   gptq.quant_method = "gptq";
   gptq.loading_attributes = {"max_input_length", "backend"};
-  gptq.known_keys = {"bits", "group_size", "desc_act", "sym", "dataset", "max_input_length",
-                     "backend"};
+  gptq.known_keys = {"bits",    "group_size",       "desc_act", "sym",
+                     "dataset", "max_input_length", "backend"};
   MethodCatalogEntry awq;  // declares no keys: nothing is "unknown"
   awq.quant_method = "awq";
   awq.aliases = {"autoawq"};
@@ -50,8 +53,8 @@ std::vector<MethodCatalogEntry> test_catalog() {
 
 ConfigRequest prequantized(const char* quantization_config) {
   ConfigRequest request;
-  request.model_config = json{{"model_type", "llama"},
-                              {"quantization_config", json::parse(quantization_config)}};
+  request.model_config =
+      json{{"model_type", "llama"}, {"quantization_config", json::parse(quantization_config)}};
   return request;
 }
 
@@ -144,6 +147,7 @@ TEST(ResolveCheckpoint, SameMethodFromTheUserIsAcceptedButIgnored) {
   EXPECT_EQ(r.quant_method, "bitsandbytes_4bit");
   EXPECT_EQ(r.config.at("bnb_4bit_quant_type"), "fp4");
   EXPECT_NE(find_warning(r, "ignored user config keys [bnb_4bit_quant_type, load_in_4bit]"), "");
+  EXPECT_NE(find_warning(r, "bitsandbytes_4bit has no loading attributes"), "");
 }
 
 TEST(ResolveCheckpoint, UserMethodDisagreeingWithTheCheckpointFails) {
@@ -168,8 +172,7 @@ TEST(ResolveCheckpoint, UnknownCheckpointMethodListsInstalledMethods) {
 
 TEST(ResolveCheckpoint, CheckpointWithoutQuantMethodIsAnError) {
   const Error e = resolve_error(prequantized(R"({"bits":4,"group_size":128})"));
-  EXPECT_NE(e.summary().find("has no quant_method attribute"), std::string::npos)
-      << e.summary();
+  EXPECT_NE(e.summary().find("has no quant_method attribute"), std::string::npos) << e.summary();
   EXPECT_NE(e.why().find("[bits, group_size]"), std::string::npos) << e.why();
 }
 
@@ -213,8 +216,8 @@ TEST(ResolveDispatch, CanonicalBnbMethodIsWrittenInTheCheckpointSpelling) {
 
 TEST(ResolveDispatch, BothBnbFlagsArePreflightFailuresWithExitCode3) {
   ConfigRequest family;
-  family.user_config = json{{"quant_method", "bitsandbytes"}, {"load_in_4bit", true},
-                            {"load_in_8bit", true}};
+  family.user_config =
+      json{{"quant_method", "bitsandbytes"}, {"load_in_4bit", true}, {"load_in_8bit", true}};
   ConfigRequest no_method;
   no_method.user_config = json{{"load_in_4bit", true}, {"load_in_8bit", true}};
   ConfigRequest preset_plus_set;
@@ -276,8 +279,8 @@ TEST(ResolveMethod, PresetGivesTheBaseConfig) {
 TEST(ResolveMethod, ConfigFileThenSetOverridePresetLaterWins) {
   ConfigRequest request;
   request.method = "nf4";
-  request.user_config = json{{"bnb_4bit_compute_dtype", "bfloat16"},
-                             {"bnb_4bit_quant_type", "fp4"}};
+  request.user_config =
+      json{{"bnb_4bit_compute_dtype", "bfloat16"}, {"bnb_4bit_quant_type", "fp4"}};
   request.overrides = {{"bnb_4bit_quant_type", "nf4"}, {"bnb_4bit_use_double_quant", "true"}};
   const ResolvedConfig r = resolve_ok(request);
   EXPECT_EQ(r.config.at("bnb_4bit_compute_dtype"), "bfloat16");
@@ -351,8 +354,7 @@ TEST(ResolveMethod, OverridesWithoutAMethodFailLikeTransformers) {
   ConfigRequest request;
   request.overrides = {{"bits", "4"}};
   const Error e = resolve_error(request);
-  EXPECT_NE(e.summary().find("has no quant_method attribute"), std::string::npos)
-      << e.summary();
+  EXPECT_NE(e.summary().find("has no quant_method attribute"), std::string::npos) << e.summary();
 }
 
 TEST(ResolveKeys, UnknownKeysAreWarnedByName) {
@@ -383,8 +385,7 @@ TEST(ResolveBnbTypes, ComputeDtypeOutsideTheAllowedSetIsAPreflightError) {
   const Error e = resolve_error(request);
   EXPECT_EQ(e.exit_code(), ExitCode::kEnvironment);
   EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-  EXPECT_NE(e.summary().find("bnb_4bit_compute_dtype \"float8\" is not allowed"),
-            std::string::npos)
+  EXPECT_NE(e.summary().find("bnb_4bit_compute_dtype \"float8\" is not allowed"), std::string::npos)
       << e.summary();
   EXPECT_NE(e.why().find("[bfloat16, double, float, float16, float32, float64, half]"),
             std::string::npos)
@@ -419,9 +420,9 @@ TEST(ResolveBnbTypes, ThresholdMustBeANumber) {
 TEST(ResolveOverrides, ValuesAreJsonWhenTheyParseElseStrings) {
   ConfigRequest request;
   request.method = "awq";
-  request.overrides = {{"n", "3"},         {"f", "0.5"},     {"b", "true"},
-                       {"s", "gemm"},      {"q", "\"3\""},   {"l", "[1, \"x\"]"},
-                       {"z", "null"},      {"e", ""},        {"o", "{\"k\": 1}"}};
+  request.overrides = {{"n", "3"},    {"f", "0.5"},   {"b", "true"},
+                       {"s", "gemm"}, {"q", "\"3\""}, {"l", "[1, \"x\"]"},
+                       {"z", "null"}, {"e", ""},      {"o", "{\"k\": 1}"}};
   const ResolvedConfig r = resolve_ok(request);
   EXPECT_EQ(r.config.at("n"), 3);
   EXPECT_EQ(r.config.at("f"), 0.5);

@@ -2,9 +2,8 @@
 
 #include <filesystem>
 #include <fstream>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "qforge/config.hpp"
 
@@ -46,11 +45,11 @@ class ConfigLoad : public testing::Test {
 };
 
 TEST_F(ConfigLoad, ReadsYamlWithTypedScalars) {
-  Result<json> r = load_user_config(write(
-      "bnb.yaml",
-      "quant_method: bitsandbytes\nload_in_4bit: true\nllm_int8_threshold: 6.0\n"
-      "bnb_4bit_quant_type: nf4\nversion: \"2\"\nllm_int8_skip_modules: null\n"
-      "modules: [lm_head]\n"));
+  Result<json> r = load_user_config(
+      write("bnb.yaml",
+            "quant_method: bitsandbytes\nload_in_4bit: true\nllm_int8_threshold: 6.0\n"
+            "bnb_4bit_quant_type: nf4\nversion: \"2\"\nllm_int8_skip_modules: null\n"
+            "modules: [lm_head]\n"));
   ASSERT_TRUE(r.ok()) << r.error().to_string();
   EXPECT_EQ(r.value(), json::parse(R"({"quant_method":"bitsandbytes","load_in_4bit":true,
       "llm_int8_threshold":6.0,"bnb_4bit_quant_type":"nf4","version":"2",
@@ -68,13 +67,13 @@ TEST_F(ConfigLoad, ChoosesJsonOrYamlByContentNotExtension) {
 }
 
 TEST_F(ConfigLoad, UnwrapsTopLevelQuantizationConfig) {
-  Result<json> yaml = load_user_config(
-      write("w.yaml", "quantization_config:\n  quant_method: gptq\n  bits: 4\n"));
+  Result<json> yaml =
+      load_user_config(write("w.yaml", "quantization_config:\n  quant_method: gptq\n  bits: 4\n"));
   ASSERT_TRUE(yaml.ok()) << yaml.error().to_string();
   EXPECT_EQ(yaml.value(), json::parse(R"({"quant_method":"gptq","bits":4})"));
-  Result<json> whole_config_json = load_user_config(write(
-      "config.json",
-      R"({"model_type":"llama","quantization_config":{"quant_method":"awq","bits":4}})"));
+  Result<json> whole_config_json = load_user_config(
+      write("config.json",
+            R"({"model_type":"llama","quantization_config":{"quant_method":"awq","bits":4}})"));
   ASSERT_TRUE(whole_config_json.ok()) << whole_config_json.error().to_string();
   EXPECT_EQ(whole_config_json.value(), json::parse(R"({"quant_method":"awq","bits":4})"));
 }
@@ -94,8 +93,7 @@ TEST_F(ConfigLoad, YamlErrorsNameFileLineAndKey) {
       << alias.summary();
 
   const Error wrapped = load_error("wrapped.yaml", "x: 1\nquantization_config: [1]\n");
-  EXPECT_NE(wrapped.summary().find("wrapped.yaml:2: key 'quantization_config'"),
-            std::string::npos)
+  EXPECT_NE(wrapped.summary().find("wrapped.yaml:2: key 'quantization_config'"), std::string::npos)
       << wrapped.summary();
 }
 
@@ -111,8 +109,7 @@ TEST_F(ConfigLoad, RejectsNonMappingsEmptyFilesAndDeepNesting) {
   EXPECT_NE(load_error("list.yaml", "- a\n- b\n").summary().find("not a mapping"),
             std::string::npos);
   EXPECT_NE(load_error("list.json", "[1, 2]").summary().find("not a mapping"), std::string::npos);
-  EXPECT_NE(load_error("empty.yaml", "# nothing\n").summary().find("is empty"),
-            std::string::npos);
+  EXPECT_NE(load_error("empty.yaml", "# nothing\n").summary().find("is empty"), std::string::npos);
   std::string deep = "a:\n";
   std::string indent = "  ";
   for (int i = 0; i < 40; ++i) {
@@ -120,8 +117,7 @@ TEST_F(ConfigLoad, RejectsNonMappingsEmptyFilesAndDeepNesting) {
     indent += "  ";
   }
   deep += indent + "v: 1\n";
-  EXPECT_NE(load_error("deep.yaml", deep).summary().find("nesting deeper than"),
-            std::string::npos);
+  EXPECT_NE(load_error("deep.yaml", deep).summary().find("nesting deeper than"), std::string::npos);
 }
 
 TEST_F(ConfigLoad, RejectsMissingAndOversizedFiles) {

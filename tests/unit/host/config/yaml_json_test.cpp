@@ -4,9 +4,8 @@
 
 #include <cstdint>
 #include <limits>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "config/strict_json.hpp"
 

@@ -6,11 +6,10 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "env/cpu_probe.hpp"
 #include "env/cuda_probe.hpp"
@@ -131,8 +130,7 @@ TEST(EnvProbe, X86FeaturesAgreeWithTheKernelsCpuFlags) {
   // needs a per-process permission the kernel flags do not show.
   const std::vector<std::string> flags = cpuinfo_features(read_file("/proc/cpuinfo"));
   for (const char* name : {"sse4_2", "avx", "fma", "f16c", "avx2", "avx512f", "avx512dq",
-                           "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
-                           "avx512_fp16"}) {
+                           "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16"}) {
     const bool kernel = std::binary_search(flags.begin(), flags.end(), name);
     EXPECT_EQ(env.has_cpu_feature(name), kernel) << name;
   }
@@ -167,8 +165,7 @@ TEST(EnvCudaProbe, MissingDriverLibraryBecomesStatusText) {
   EXPECT_EQ(probe.version, 0);
   EXPECT_TRUE(probe.devices.empty());
   EXPECT_EQ(probe.status.rfind("libqforge-no-such-cuda.so.1 not found: ", 0), 0u) << probe.status;
-  EXPECT_NE(probe.status.find("cannot open shared object file"), std::string::npos)
-      << probe.status;
+  EXPECT_NE(probe.status.find("cannot open shared object file"), std::string::npos) << probe.status;
 }
 
 TEST(EnvCudaProbe, LibraryWithoutDriverEntryPointsIsNamed) {
@@ -176,8 +173,20 @@ TEST(EnvCudaProbe, LibraryWithoutDriverEntryPointsIsNamed) {
   const GpuBackendProbe probe = probe_cuda("libm.so.6");
   EXPECT_FALSE(probe.found);
   EXPECT_TRUE(probe.devices.empty());
-  EXPECT_EQ(probe.status, "libm.so.6 lacks cuInit (not a CUDA driver library, or older than "
-                          "CUDA 4)");
+  EXPECT_EQ(probe.status,
+            "libm.so.6 lacks cuInit (not a CUDA driver library, or older than "
+            "CUDA 4)");
+}
+
+TEST(EnvCudaProbe, StubDriverReportsCuInitFailure) {
+  // The CUDA toolkit's link stub exports the driver API but refuses cuInit, which exercises the
+  // loaded-library path on machines without a GPU.
+  const char* stub = "/usr/local/cuda/lib64/stubs/libcuda.so";
+  if (!std::filesystem::exists(stub)) GTEST_SKIP() << "no CUDA toolkit stub at " << stub;
+  const GpuBackendProbe probe = probe_cuda(stub);
+  EXPECT_FALSE(probe.found);
+  EXPECT_TRUE(probe.devices.empty());
+  EXPECT_EQ(probe.status, "cuInit failed: error 34 (CUDA_ERROR_STUB_LIBRARY)");
 }
 
 TEST(EnvCudaProbe, FallbackErrorNamesMatchTheDriverEnum) {
@@ -330,8 +339,7 @@ TEST(EnvJson, RejectsMalformedFieldsNamingThem) {
     SCOPED_TRACE(c.json_text);
     const Error e = from_json_error(json::parse(c.json_text));
     EXPECT_EQ(e.exit_code(), ExitCode::kBadInput);
-    EXPECT_NE(e.summary().find(std::string("'") + c.field + "'"), std::string::npos)
-        << e.summary();
+    EXPECT_NE(e.summary().find(std::string("'") + c.field + "'"), std::string::npos) << e.summary();
     EXPECT_FALSE(e.fix().empty());
   }
 }
