@@ -104,6 +104,13 @@ struct NamedTensor {
   Tensor tensor;
 };
 
+// A named, borrowed tensor (e.g. mapped from a checkpoint) handed to a plugin.
+struct NamedView {
+  std::string name;
+  TensorView tensor;
+};
+std::vector<NamedView> views_of(const std::vector<NamedTensor>& tensors);
+
 // A quantizer instance of one plugin method, made for one resolved config. Every call turns a
 // plugin status into a qforge::Error (exit code 3 for FAILED_PRECONDITION, 5 for contract
 // violations) and validates what the plugin returned before the host uses it.
@@ -127,11 +134,24 @@ class Quantizer {
   Result<nlohmann::json> describe_quantized(const ModuleInfo& module);
   // Quantizes on the CPU; outputs are checked: unique names, non-NULL buffers, finite float
   // values, and (when describe_quantized answers) exactly the described names/dtypes/shapes.
+  // `num_threads` caps the host pool threads the plugin's parallel_for may use (0: all).
+  Result<std::vector<NamedTensor>> quantize(const ModuleInfo& module, const TensorView& weight,
+                                            const TensorView* bias, int num_threads = 0);
   Result<std::vector<NamedTensor>> quantize(const ModuleInfo& module, const Tensor& weight,
                                             const Tensor* bias);
+  Status check_quantized(const ModuleInfo& module, const std::vector<NamedView>& tensors);
   Status check_quantized(const ModuleInfo& module, const std::vector<NamedTensor>& tensors);
   Result<std::vector<NamedTensor>> dequantize(const ModuleInfo& module,
+                                              const std::vector<NamedView>& tensors,
+                                              int num_threads = 0);
+  Result<std::vector<NamedTensor>> dequantize(const ModuleInfo& module,
                                               const std::vector<NamedTensor>& tensors);
+  // y = x @ W^T + bias with the quantized tensors. x: [..., in] (float32/bfloat16/float16);
+  // y: preallocated by the caller, [..., out], same dtype as x. UNIMPLEMENTED (kUnimplemented)
+  // when the plugin has no forward: the caller dequantizes and multiplies instead.
+  Status linear_forward(const ModuleInfo& module, const std::vector<NamedView>& tensors,
+                        const TensorView& x, const TensorView* bias, Tensor& y,
+                        int num_threads = 0);
   Result<nlohmann::json> postprocess(const nlohmann::json& model_config);
 
  private:

@@ -62,4 +62,38 @@ class Tensor {
   DLTensor view_{};
 };
 
+// A read-only, contiguous view of tensor bytes owned elsewhere: a mapped safetensors file
+// (`keepalive` holds the mapping) or a Tensor (borrowed; the Tensor must outlive the view).
+// Copyable; each copy has its own DLTensor pointing at its own shape.
+class TensorView {
+ public:
+  TensorView() = default;
+  TensorView(DLDataType dtype, std::vector<int64_t> shape, const void* data,
+             std::shared_ptr<const void> keepalive = nullptr);
+  static TensorView of(const Tensor& tensor);
+  TensorView(const TensorView& other);
+  TensorView& operator=(const TensorView& other);
+  TensorView(TensorView&& other) noexcept;
+  TensorView& operator=(TensorView&& other) noexcept;
+
+  DLDataType dtype() const noexcept { return view_.dtype; }
+  const std::vector<int64_t>& shape() const noexcept { return shape_; }
+  int64_t numel() const noexcept { return numel_; }
+  size_t nbytes() const noexcept { return nbytes_; }
+  const void* data() const noexcept { return view_.data; }
+  template <class T>
+  const T* data_as() const noexcept { return static_cast<const T*>(data()); }
+  const DLTensor* dl() const noexcept { return &view_; }
+  // An owned copy (e.g. to outlive the mapping).
+  Result<Tensor> copy() const;
+
+ private:
+  void rebind() noexcept;
+  std::vector<int64_t> shape_;
+  int64_t numel_ = 0;
+  size_t nbytes_ = 0;
+  std::shared_ptr<const void> keepalive_;
+  DLTensor view_{};
+};
+
 }  // namespace qforge

@@ -128,4 +128,79 @@ Result<Tensor> Tensor::zeros(DLDataType dtype, std::vector<int64_t> shape, DLDev
   return t;
 }
 
+TensorView::TensorView(DLDataType dtype, std::vector<int64_t> shape, const void* data,
+                       std::shared_ptr<const void> keepalive)
+    : shape_(std::move(shape)), keepalive_(std::move(keepalive)) {
+  // Callers build views from validated headers or existing Tensors, so the numel is known to
+  // fit; a failure here is our bug, not bad input.
+  auto numel = checked_numel(shape_);
+  QF_ASSERT(numel.ok());
+  numel_ = numel.value();
+  nbytes_ = static_cast<size_t>(numel_) * dtype_size(dtype);
+  view_.data = const_cast<void*>(data);  // DLTensor has no const data; views are read-only
+  view_.device = DLDevice{kDLCPU, 0};
+  view_.dtype = dtype;
+  view_.strides = nullptr;
+  view_.byte_offset = 0;
+  rebind();
+}
+
+TensorView TensorView::of(const Tensor& tensor) {
+  return TensorView(tensor.dtype(), tensor.shape(), tensor.data());
+}
+
+void TensorView::rebind() noexcept {
+  view_.ndim = static_cast<int32_t>(shape_.size());
+  view_.shape = shape_.empty() ? nullptr : shape_.data();
+}
+
+TensorView::TensorView(const TensorView& other)
+    : shape_(other.shape_),
+      numel_(other.numel_),
+      nbytes_(other.nbytes_),
+      keepalive_(other.keepalive_),
+      view_(other.view_) {
+  rebind();
+}
+
+TensorView& TensorView::operator=(const TensorView& other) {
+  if (this != &other) {
+    shape_ = other.shape_;
+    numel_ = other.numel_;
+    nbytes_ = other.nbytes_;
+    keepalive_ = other.keepalive_;
+    view_ = other.view_;
+    rebind();
+  }
+  return *this;
+}
+
+TensorView::TensorView(TensorView&& other) noexcept
+    : shape_(std::move(other.shape_)),
+      numel_(other.numel_),
+      nbytes_(other.nbytes_),
+      keepalive_(std::move(other.keepalive_)),
+      view_(other.view_) {
+  rebind();
+}
+
+TensorView& TensorView::operator=(TensorView&& other) noexcept {
+  if (this != &other) {
+    shape_ = std::move(other.shape_);
+    numel_ = other.numel_;
+    nbytes_ = other.nbytes_;
+    keepalive_ = std::move(other.keepalive_);
+    view_ = other.view_;
+    rebind();
+  }
+  return *this;
+}
+
+Result<Tensor> TensorView::copy() const {
+  auto t = Tensor::zeros(dtype(), shape_);
+  if (!t.ok()) return t.error();
+  if (nbytes_ != 0) std::memcpy(t.value().data(), data(), nbytes_);
+  return std::move(t).value();
+}
+
 }  // namespace qforge

@@ -1,6 +1,7 @@
 // qforge::Quantizer: the host's C++ face of one plugin method instance. Every hook call is
 // contained (a throwing C++ plugin without the SDK guard is caught here), every status is turned
 // into a qforge::Error, and every output is validated before the host uses it.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -32,20 +33,22 @@ struct CModule {
   qf_module_info info{};
 };
 
-qf_call_ctx cpu_call() {
+qf_call_ctx cpu_call(int num_threads = 0) {
   qf_call_ctx ctx{};
   ctx.struct_size = sizeof(qf_call_ctx);
   ctx.abi_version = QF_ABI_VERSION;
   ctx.device = DLDevice{kDLCPU, 0};
-  ctx.num_threads = 0;  // host default
+  ctx.num_threads = num_threads < 0 ? 0 : num_threads;  // 0: host default
   return ctx;
 }
 
 // One list entry per tensor; the view borrows names and tensors from `tensors`.
 struct CTensorList {
-  explicit CTensorList(const std::vector<NamedTensor>& tensors) {
+  explicit CTensorList(const std::vector<NamedView>& tensors) {
     items.reserve(tensors.size());
-    for (const auto& t : tensors) items.push_back(qf_named_tensor{t.name.c_str(), t.tensor.dl()});
+    for (const auto& t : tensors) {
+      items.push_back(qf_named_tensor{t.name.c_str(), const_cast<DLTensor*>(t.tensor.dl())});
+    }
     list.struct_size = sizeof(qf_tensor_list);
     list.abi_version = QF_ABI_VERSION;
     list.count = static_cast<int64_t>(items.size());
@@ -226,19 +229,34 @@ Result<nlohmann::json> Quantizer::describe_quantized(const ModuleInfo& module) {
   return j;
 }
 
+std::vector<NamedView> views_of(const std::vector<NamedTensor>& tensors) {
+  std::vector<NamedView> views;
+  views.reserve(tensors.size());
+  for (const auto& t : tensors) views.push_back(NamedView{t.name, TensorView::of(t.tensor)});
+  return views;
+}
+
 Result<std::vector<NamedTensor>> Quantizer::quantize(const ModuleInfo& module, const Tensor& weight,
                                                      const Tensor* bias) {
+  const TensorView bias_view = bias != nullptr ? TensorView::of(*bias) : TensorView();
+  return quantize(module, TensorView::of(weight), bias != nullptr ? &bias_view : nullptr);
+}
+
+Result<std::vector<NamedTensor>> Quantizer::quantize(const ModuleInfo& module,
+                                                     const TensorView& weight,
+                                                     const TensorView* bias, int num_threads) {
   const std::string context = QF_CONTEXT("quantize");
   if (method_->quantize == nullptr) {
     return Error(ErrorCode::kUnimplemented, ExitCode::kPlugin, context + ": not implemented",
                  "the plugin has no quantize hook", "use a plugin that can quantize this method");
   }
   CModule c(module);
-  qf_call_ctx call = cpu_call();
+  qf_call_ctx call = cpu_call(num_threads);
   TensorSink sink;
   QF_RETURN_IF_ERROR(call_hook(context, [&] {
-    return method_->quantize(instance_, &call, &c.info, weight.dl(),
-                             bias != nullptr ? bias->dl() : nullptr, nullptr, sink.raw());
+    return method_->quantize(instance_, &call, &c.info, const_cast<DLTensor*>(weight.dl()),
+                             bias != nullptr ? const_cast<DLTensor*>(bias->dl()) : nullptr,
+                             nullptr, sink.raw());
   }));
   std::vector<NamedTensor> outputs = sink.take();
   if (outputs.empty()) {
@@ -302,6 +320,11 @@ Result<std::vector<NamedTensor>> Quantizer::quantize(const ModuleInfo& module, c
 
 Status Quantizer::check_quantized(const ModuleInfo& module,
                                   const std::vector<NamedTensor>& tensors) {
+  return check_quantized(module, views_of(tensors));
+}
+
+Status Quantizer::check_quantized(const ModuleInfo& module,
+                                  const std::vector<NamedView>& tensors) {
   if (method_->check_quantized == nullptr) return ok_status();
   CModule c(module);
   CTensorList list(tensors);
@@ -312,6 +335,12 @@ Status Quantizer::check_quantized(const ModuleInfo& module,
 
 Result<std::vector<NamedTensor>> Quantizer::dequantize(const ModuleInfo& module,
                                                        const std::vector<NamedTensor>& tensors) {
+  return dequantize(module, views_of(tensors));
+}
+
+Result<std::vector<NamedTensor>> Quantizer::dequantize(const ModuleInfo& module,
+                                                       const std::vector<NamedView>& tensors,
+                                                       int num_threads) {
   const std::string context = QF_CONTEXT("dequantize");
   if (method_->dequantize == nullptr) {
     return Error(ErrorCode::kUnimplemented, ExitCode::kPlugin, context + ": not implemented",
@@ -319,7 +348,7 @@ Result<std::vector<NamedTensor>> Quantizer::dequantize(const ModuleInfo& module,
   }
   CModule c(module);
   CTensorList list(tensors);
-  qf_call_ctx call = cpu_call();
+  qf_call_ctx call = cpu_call(num_threads);
   TensorSink sink;
   QF_RETURN_IF_ERROR(call_hook(context, [&] {
     return method_->dequantize(instance_, &call, &c.info, &list.list, sink.raw());
@@ -349,6 +378,46 @@ Result<std::vector<NamedTensor>> Quantizer::dequantize(const ModuleInfo& module,
                         "report to the plugin vendor");
   }
   return outputs;
+}
+
+Status Quantizer::linear_forward(const ModuleInfo& module, const std::vector<NamedView>& tensors,
+                                 const TensorView& x, const TensorView* bias, Tensor& y,
+                                 int num_threads) {
+  const std::string context = QF_CONTEXT("linear_forward");
+  if (method_->linear_forward == nullptr) {
+    return Error(ErrorCode::kUnimplemented, ExitCode::kPlugin, context + ": not implemented",
+                 "the plugin has no linear_forward hook", "dequantize and multiply instead");
+  }
+  const auto& xs = x.shape();
+  const auto& ys = y.shape();
+  if (xs.empty() || xs.back() != module.in_features || ys.size() != xs.size() ||
+      ys.back() != module.out_features ||
+      !std::equal(xs.begin(), xs.end() - 1, ys.begin()) || !dtype_equal(x.dtype(), y.dtype())) {
+    return Error(ErrorCode::kInvalidArgument, ExitCode::kInternal,
+                 context + ": input/output shapes do not fit the module",
+                 "x " + shape_string(xs) + " " + dtype_to_string(x.dtype()) + ", y " +
+                     shape_string(ys) + " " + dtype_to_string(y.dtype()) + ", module [" +
+                     std::to_string(module.out_features) + ", " +
+                     std::to_string(module.in_features) + "]",
+                 "allocate y as [..., out_features] in x's dtype");
+  }
+  CModule c(module);
+  CTensorList list(tensors);
+  qf_call_ctx call = cpu_call(num_threads);
+  QF_RETURN_IF_ERROR(call_hook(context, [&] {
+    return method_->linear_forward(instance_, &call, &c.info, &list.list,
+                                   const_cast<DLTensor*>(x.dl()),
+                                   bias != nullptr ? const_cast<DLTensor*>(bias->dl()) : nullptr,
+                                   y.dl());
+  }));
+  const int64_t bad = first_non_finite(y);
+  if (bad >= 0) {
+    return plugin_error(context + " produced a non-finite output",
+                        "element " + std::to_string(bad) + " of the output of " + module.name +
+                            " is NaN or infinite",
+                        "check the input for NaN/Inf; otherwise report to the plugin vendor");
+  }
+  return ok_status();
 }
 
 Result<nlohmann::json> Quantizer::postprocess(const nlohmann::json& model_config) {
