@@ -20,11 +20,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "qforge/error.hpp"
 #include "qforge/tensor.hpp"
@@ -43,18 +42,18 @@ struct SafetensorsLimits {
 struct TensorInfo {
   std::string name;
   DLDataType dtype{};
-  std::string dtype_name;       // as in the file: "BF16", "F8_E4M3", ...
+  std::string dtype_name;  // as in the file: "BF16", "F8_E4M3", ...
   std::vector<int64_t> shape;
-  std::filesystem::path file;   // the safetensors file holding it
-  uint64_t file_offset = 0;     // absolute byte offset of its data in `file`
+  std::filesystem::path file;  // the safetensors file holding it
+  uint64_t file_offset = 0;    // absolute byte offset of its data in `file`
   uint64_t nbytes = 0;
 };
 
 // A parsed, validated safetensors header (no data access). Exposed for the fuzzer and tests.
 struct SafetensorsHeader {
-  uint64_t header_bytes = 0;     // N, the JSON length
+  uint64_t header_bytes = 0;                    // N, the JSON length
   std::map<std::string, std::string> metadata;  // __metadata__ (string -> string only)
-  std::vector<TensorInfo> tensors;  // in data-offset order; `file` left empty
+  std::vector<TensorInfo> tensors;              // in data-offset order; `file` left empty
 };
 // Validates the first bytes of a safetensors file (8-byte length + header) against a file of
 // `file_size` bytes. Needs only the prefix [0, 8 + N); never reads past `size`.
@@ -65,8 +64,8 @@ Result<SafetensorsHeader> parse_safetensors_header(const uint8_t* data, size_t s
 // One mapped .safetensors file. Shared ownership: views keep it mapped.
 class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
  public:
-  static Result<std::shared_ptr<const SafetensorsFile>> open(
-      const std::filesystem::path& path, const SafetensorsLimits& limits = {});
+  static Result<std::shared_ptr<const SafetensorsFile>> open(const std::filesystem::path& path,
+                                                             const SafetensorsLimits& limits = {});
   const std::filesystem::path& path() const noexcept;
   const std::vector<TensorInfo>& tensors() const noexcept;
   const std::map<std::string, std::string>& metadata() const noexcept;
@@ -84,9 +83,11 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
 };
 
 // A model folder (or a single .safetensors file). Opening reads config.json (strict JSON:
-// duplicate keys, BOM, depth > 64 rejected), then the index if present (every shard must lie in
-// the folder: no "..", no absolute path, no symlink leaving it; every tensor in exactly one
-// shard; every listed shard present and used), then each shard's header. Tensor data is mapped,
+// duplicate keys, BOM, depth > 64 rejected), then the weights: model.safetensors when present
+// (transformers loads it before any index), else model.safetensors.index.json (every shard must
+// lie in the folder: no "..", no absolute path, no symlink leaving it except into the HF cache's
+// blobs; every tensor in exactly one shard; every listed shard present and used), then each
+// shard's header. Tensor data is mapped,
 // never read, until a view is touched.
 class Checkpoint {
  public:
@@ -133,7 +134,9 @@ struct OutputTensor {
 
 // Where a fault-injection test hooks in (RELIABILITY IO2/IO3): called before every write,
 // fsync and rename the writer does; returning an error makes that operation fail as if the
-// system call had failed. Never set in production.
+// system call had failed. Never set in production. `operation` is one of "mkdir", "create",
+// "truncate" (sizing a shard), "write" (one pwrite of at most 64 MiB), "fsync" (files and
+// folders) and "rename" (publishing); `path` is the file or folder concerned.
 struct WriterFaults {
   std::function<Status(const std::string& operation, const std::filesystem::path& path)> before;
 };
