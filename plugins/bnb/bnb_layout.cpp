@@ -123,20 +123,15 @@ void check_bias(const std::map<std::string, const DLTensor*>& tensors,
     }
     return;
   }
-  if (it == tensors.end()) {
-    throw bad_tensor("missing tensor 'bias'", "module '" + module_name(module) + "' has a bias",
-                     "fix the checkpoint");
-  }
+  // The bias is the host's: it copies it unchanged and quantize never writes it, so a list
+  // without one (quantize's own outputs) is complete. One that is present must fit.
+  if (it == tensors.end()) return;
   if (shape_of(*it->second) != std::vector<int64_t>{module.out_features}) {
     throw bad_tensor("tensor 'bias' has the wrong shape",
                      "got " + shape_text(shape_of(*it->second)) + ", expected [" +
                          std::to_string(module.out_features) + "] (out_features)",
                      "fix the checkpoint");
   }
-}
-
-void add_bias(const qf_module_info& module, std::vector<TensorSpec>* out) {
-  if (module.has_bias != 0) out->push_back({"bias", module.weight_dtype, {module.out_features}});
 }
 
 }  // namespace
@@ -228,7 +223,6 @@ std::vector<TensorSpec> describe_4bit(const BnbConfig& config, const qf_module_i
   out.push_back({"weight.quant_state.bitsandbytes__" + config.bnb_4bit_quant_type,
                  u8,
                  {static_cast<int64_t>(quant_state_json(fields).size())}});
-  add_bias(module, &out);
   return out;
 }
 
@@ -238,7 +232,6 @@ std::vector<TensorSpec> describe_8bit(const qf_module_info& module) {
   out.push_back({"weight", sdk::make_dtype(kDLInt, 8), {module.out_features, module.in_features}});
   out.push_back({"SCB", sdk::make_dtype(kDLFloat, 32), {module.out_features}});
   out.push_back({"weight_format", sdk::make_dtype(kDLUInt, 8), {}});
-  add_bias(module, &out);
   return out;
 }
 

@@ -51,6 +51,8 @@ DLDataType dtype_of_torch_name(const std::string& name);  // "uint8" -> U8; thro
 // Element count n = out * in of a module, overflow-checked; throws INVALID_ARGUMENT.
 int64_t weight_numel(const qf_module_info& module);
 
+// The tensors quantize writes for a module. The bias is not among them: it is stored unchanged
+// and the host copies it, so check_quantized accepts a list with or without it.
 std::vector<TensorSpec> describe_4bit(const BnbConfig& config, const qf_module_info& module);
 std::vector<TensorSpec> describe_8bit(const qf_module_info& module);
 // {"tensors":[{"name","dtype","shape"}]} with safetensors dtype names.

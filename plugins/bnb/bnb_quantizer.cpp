@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "bnb_compute.hpp"
 #include "bnb_layout.hpp"
 
 namespace qforge::plugins::bnb {
@@ -123,6 +124,18 @@ bool BnbQuantizer::needs_quantization(const qf_module_info& module, std::string&
       reason = "listed in llm_int8_skip_modules ('" + *key + "')";
       return false;
     }
+    return true;
+  }
+  // transformers adds its default skips (output head, tied weights) only when
+  // llm_int8_skip_modules is None (FORMATS.md §1.4); the host's architecture map says which
+  // modules those are.
+  if (module.extra_json != nullptr) {
+    const nlohmann::json extra = nlohmann::json::parse(module.extra_json, nullptr, false);
+    if (extra.is_object() && extra.contains("default_skip") && extra["default_skip"].is_string() &&
+        !extra["default_skip"].get<std::string>().empty()) {
+      reason = "transformers' default skip list: " + extra["default_skip"].get<std::string>();
+      return false;
+    }
   }
   return true;
 }
@@ -138,6 +151,36 @@ void BnbQuantizer::check_quantized(const qf_module_info& module, const qf_tensor
   } else {
     check_8bit(module, tensors);
   }
+}
+
+void BnbQuantizer::require_4bit(const char* hook) const {
+  if (bits_ != BnbBits::k4) {
+    throw Error(QF_CODE_UNIMPLEMENTED,
+                std::string("bitsandbytes 8-bit ") + hook + " is not implemented yet",
+                "the bnb plugin computes only the 4-bit format so far",
+                "use bitsandbytes_4bit, or another plugin for 8-bit");
+  }
+}
+
+void BnbQuantizer::quantize(const sdk::Call& call, const qf_module_info& module,
+                            const DLTensor& weight, const DLTensor* /*bias*/,
+                            const qf_tensor_list* /*calibration*/, sdk::TensorSink& out) {
+  // The bias is stored unchanged; the host copies it, so quantize writes only the weight's set.
+  require_4bit("quantize");
+  quantize_4bit(call, config_, module, weight, out);
+}
+
+void BnbQuantizer::dequantize(const sdk::Call& call, const qf_module_info& module,
+                              const qf_tensor_list& tensors, sdk::TensorSink& out) {
+  require_4bit("dequantize");
+  dequantize_4bit(call, config_, module, tensors, out);
+}
+
+void BnbQuantizer::linear_forward(const sdk::Call& call, const qf_module_info& module,
+                                  const qf_tensor_list& tensors, const DLTensor& x,
+                                  const DLTensor* bias, DLTensor& y) {
+  require_4bit("linear_forward");
+  linear_forward_4bit(call, config_, module, tensors, x, bias, y);
 }
 
 std::string BnbQuantizer::postprocess(const std::string& /*model_config_json*/) {

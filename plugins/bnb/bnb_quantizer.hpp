@@ -1,6 +1,7 @@
 // The bitsandbytes quantizers: transformers' Bnb4BitHfQuantizer and Bnb8BitHfQuantizer as
-// qforge SDK classes. This issue implements the configuration hooks (FORMATS.md §2.1-2.3);
-// quantize, dequantize and linear_forward keep the SDK's UNIMPLEMENTED until the math lands.
+// qforge SDK classes: the configuration hooks (FORMATS.md §2.1-2.3) and, for 4-bit, quantize,
+// dequantize and linear_forward (bnb_compute.cpp, kernels in cpu/). 8-bit compute hooks answer
+// UNIMPLEMENTED.
 //
 // Threading: as the ABI says, configuration hooks run one at a time per instance, which is what
 // lets validate_environment remember the environment for update_device_map.
@@ -46,6 +47,14 @@ class BnbQuantizer : public sdk::Quantizer {
   bool needs_quantization(const qf_module_info& module, std::string& reason) override;
   std::string describe_quantized(const qf_module_info& module) override;
   void check_quantized(const qf_module_info& module, const qf_tensor_list& tensors) override;
+  void quantize(const sdk::Call& call, const qf_module_info& module, const DLTensor& weight,
+                const DLTensor* bias, const qf_tensor_list* calibration,
+                sdk::TensorSink& out) override;
+  void dequantize(const sdk::Call& call, const qf_module_info& module,
+                  const qf_tensor_list& tensors, sdk::TensorSink& out) override;
+  void linear_forward(const sdk::Call& call, const qf_module_info& module,
+                      const qf_tensor_list& tensors, const DLTensor& x, const DLTensor* bias,
+                      DLTensor& y) override;
   std::string postprocess(const std::string& model_config_json) override;
 
  private:
@@ -53,6 +62,8 @@ class BnbQuantizer : public sdk::Quantizer {
   BnbConfig config_;
   // Where a null device_map sends the model; decided by validate_environment.
   std::optional<std::string> default_device_;
+
+  void require_4bit(const char* hook) const;
 };
 
 class Bnb4BitQuantizer final : public BnbQuantizer {

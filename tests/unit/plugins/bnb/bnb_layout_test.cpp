@@ -111,9 +111,8 @@ TEST(BnbDescribe4Bit, CountsAPartialLastBlock) {
       R"({"quant_type": "fp4", "blocksize": 64, "dtype": "bfloat16", "shape": [10, 13]})";
   EXPECT_EQ(find(specs, "weight.quant_state.bitsandbytes__fp4")->shape[0],
             static_cast<int64_t>(blob.size()));
-  ASSERT_NE(find(specs, "bias"), nullptr);
-  EXPECT_EQ(find(specs, "bias")->shape, (std::vector<int64_t>{10}));
-  EXPECT_TRUE(same(find(specs, "bias")->dtype, qforge::test::bf16()));
+  // The bias is stored unchanged by the host, not written by quantize.
+  EXPECT_EQ(find(specs, "bias"), nullptr);
 }
 
 TEST(BnbDescribe4Bit, AddsNestedStatisticsWithDoubleQuant) {
@@ -152,17 +151,16 @@ TEST(BnbDescribe4Bit, RejectsNonFloatWeightsAndImpossibleShapes) {
   expect_error([&] { describe_4bit(config4(), huge.get()); }, QF_CODE_INVALID_ARGUMENT);
 }
 
-TEST(BnbDescribe8Bit, ListsWeightScbFormatAndBias) {
+TEST(BnbDescribe8Bit, ListsWeightScbAndFormatButNotTheBias) {
   Module m("fc", QF_MODULE_LINEAR, 6, 10, true);
   const auto specs = describe_8bit(m.get());
-  EXPECT_EQ(names(specs), (std::vector<std::string>{"weight", "SCB", "weight_format", "bias"}));
+  EXPECT_EQ(names(specs), (std::vector<std::string>{"weight", "SCB", "weight_format"}));
   EXPECT_TRUE(same(find(specs, "weight")->dtype, qforge::test::i8()));
   EXPECT_EQ(find(specs, "weight")->shape, (std::vector<int64_t>{6, 10}));
   EXPECT_TRUE(same(find(specs, "SCB")->dtype, qforge::test::f32()));
   EXPECT_EQ(find(specs, "SCB")->shape, (std::vector<int64_t>{6}));
   EXPECT_TRUE(same(find(specs, "weight_format")->dtype, qforge::test::u8()));
   EXPECT_TRUE(find(specs, "weight_format")->shape.empty());
-  EXPECT_TRUE(same(find(specs, "bias")->dtype, qforge::test::f16()));
 }
 
 TEST(BnbDescribe, WritesSafetensorsDtypeNames) {
@@ -179,8 +177,10 @@ TEST(BnbDescribe, WritesSafetensorsDtypeNames) {
 
 class BnbCheck4Bit : public ::testing::Test {
  protected:
+  // A checkpoint's tensors: what quantize writes plus the bias the host stores.
   void build(const BnbConfig& config, const Module& m) {
     add_all(list_, describe_4bit(config, m.get()));
+    if (m.get().has_bias != 0) list_.add("bias", m.get().weight_dtype, {m.get().out_features});
   }
   BnbConfig config_ = config4(R"(, "bnb_4bit_quant_type": "nf4")");
   Module module_{"model.layers.0.self_attn.q_proj", QF_MODULE_LINEAR, 10, 13, true};
@@ -294,13 +294,16 @@ TEST_F(BnbCheck4Bit, RejectsAMalformedQuantStateBlob) {
   expect_error([&] { check_4bit(config_, module_.get(), list_.get()); }, QF_CODE_INVALID_ARGUMENT);
 }
 
-TEST_F(BnbCheck4Bit, RejectsAMissingOrUnexpectedBias) {
+TEST_F(BnbCheck4Bit, AcceptsAMissingBiasButRejectsAMisshapenOrUnexpectedOne) {
   build(config_, module_);
-  list_.remove("bias");
+  list_.remove("bias");  // quantize's own outputs: the host keeps the bias
+  EXPECT_NO_THROW(check_4bit(config_, module_.get(), list_.get()));
+  list_.add("bias", qforge::test::f16(), {11});
   expect_error([&] { check_4bit(config_, module_.get(), list_.get()); }, QF_CODE_INVALID_ARGUMENT);
   Module no_bias("fc", QF_MODULE_LINEAR, 10, 13, false);
   TensorList with_bias;
   add_all(with_bias, describe_4bit(config_, module_.get()));
+  with_bias.add("bias", qforge::test::f16(), {10});
   expect_error([&] { check_4bit(config_, no_bias.get(), with_bias.get()); },
                QF_CODE_INVALID_ARGUMENT);
 }

@@ -9,12 +9,14 @@
 
 #include <qforge/qf_plugin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <qforge/qf_plugin.hpp>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -49,6 +51,8 @@ class TestHost {
 
   const qf_host_api* api() const { return &api_; }
   void set_min_log_level(int32_t level) { api_.min_log_level = level; }
+  // Threads parallel_for uses (1: serial, in grain-sized steps).
+  void set_threads(int threads) { threads_ = threads; }
 
   // The host_info a qforge 0.1.0 host speaking [min_abi, max_abi] would pass.
   qf_host_info host_info(uint32_t min_abi = QF_ABI_VERSION,
@@ -101,10 +105,29 @@ class TestHost {
     self->logs_.push_back(
         {level, component != nullptr ? component : "", msg != nullptr ? msg : ""});
   }
-  // Serial: tests want determinism, not speed.
-  static qf_status* parallel_for(void* /*ctx*/, const qf_call_ctx* /*call*/, int64_t n,
-                                 int64_t grain, qf_range_fn fn, void* user) {
+  // Serial by default: tests want determinism, not speed. With set_threads(t > 1) it splits
+  // [0, n) like the real host (contiguous equal chunks, at most ceil(n / grain) of them) and
+  // runs them on t threads, so a test can check that results do not depend on the split.
+  static qf_status* parallel_for(void* ctx, const qf_call_ctx* /*call*/, int64_t n, int64_t grain,
+                                 qf_range_fn fn, void* user) {
     const int64_t step = grain > 0 ? grain : 1;
+    const int64_t threads = static_cast<TestHost*>(ctx)->threads_;
+    if (threads > 1 && n > 0) {
+      const int64_t chunks = std::min<int64_t>(threads, (n + step - 1) / step);
+      const int64_t chunk = (n + chunks - 1) / chunks;
+      std::vector<qf_status*> results(static_cast<size_t>(chunks), nullptr);
+      std::vector<std::thread> workers;
+      for (int64_t t = 0; t < chunks && t * chunk < n; ++t) {
+        workers.emplace_back([&, t] {
+          results[static_cast<size_t>(t)] = fn(user, t * chunk, std::min(n, (t + 1) * chunk));
+        });
+      }
+      for (auto& w : workers) w.join();
+      for (qf_status* s : results) {
+        if (s != nullptr) return s;
+      }
+      return nullptr;
+    }
     for (int64_t begin = 0; begin < n; begin += step) {
       qf_status* s = fn(user, begin, begin + step < n ? begin + step : n);
       if (s != nullptr) return s;
@@ -113,6 +136,7 @@ class TestHost {
   }
 
   qf_host_api api_{};
+  int threads_ = 1;
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<RecordedStatus>> statuses_;
   std::vector<LogRecord> logs_;
