@@ -16,6 +16,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// `<prefix>/bin/exe` -> `<prefix>/<libdir>/qforge/plugins`: a relocated install (a tarball
+// unpacked anywhere, an application bundling its plugins) finds its own plugins without an env var.
+fs::path plugin_dir_beside_executable() {
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec || exe.empty()) return {};
+  return exe.parent_path().parent_path() / QFORGE_INSTALL_PLUGIN_RELDIR;
+}
+
 bool process_is_privileged() { return getuid() != geteuid() || getgid() != getegid(); }
 
 void add_unique(std::vector<fs::path>& out, std::set<fs::path>& seen, const fs::path& dir) {
@@ -54,6 +63,8 @@ std::vector<fs::path> build_search_path(const HostOptions& options) {
   }
   if (options.use_default_dirs) {
     add_unique(out, seen, QFORGE_BUILD_PLUGIN_DIR);
+    const fs::path beside = plugin_dir_beside_executable();
+    if (!beside.empty()) add_unique(out, seen, beside);
     add_unique(out, seen, QFORGE_INSTALL_PLUGIN_DIR);
   }
   return out;
