@@ -18,7 +18,11 @@ struct Command {
   std::function<int()> run;  // returns the process exit code; throws qforge::Error
 };
 
-Command add_doctor_command(CLI::App& parent, CliContext& ctx);   // doctor.cpp
-Command add_plugins_command(CLI::App& parent, CliContext& ctx);  // plugins_cmd.cpp
+Command add_doctor_command(CLI::App& parent, CliContext& ctx);    // doctor.cpp
+Command add_plugins_command(CLI::App& parent, CliContext& ctx);   // plugins_cmd.cpp
+Command add_plan_command(CLI::App& parent, CliContext& ctx);      // plan_cmd.cpp
+Command add_quantize_command(CLI::App& parent, CliContext& ctx);  // quantize_cmd.cpp
+Command add_inspect_command(CLI::App& parent, CliContext& ctx);   // inspect_cmd.cpp
+Command add_bench_command(CLI::App& parent, CliContext& ctx);     // bench_cmd.cpp
 
 }  // namespace qforge::cli

@@ -50,8 +50,9 @@ int run(int argc, char** argv, CliContext& ctx) {
   app.fallthrough();
   app.set_version_flag("--version", version_text());
   add_global_options(app, ctx.options);
-  const std::vector<Command> commands = {add_doctor_command(app, ctx),
-                                         add_plugins_command(app, ctx)};
+  const std::vector<Command> commands = {
+      add_doctor_command(app, ctx),   add_plugins_command(app, ctx), add_plan_command(app, ctx),
+      add_quantize_command(app, ctx), add_inspect_command(app, ctx), add_bench_command(app, ctx)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

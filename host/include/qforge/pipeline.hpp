@@ -20,11 +20,10 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "qforge/checkpoint.hpp"
 #include "qforge/config.hpp"
@@ -36,8 +35,8 @@ namespace qforge {
 struct PlanRequest {
   // method / user config / --set; model_config is filled from the checkpoint.
   ConfigRequest config;
-  std::string device = "cpu";              // cpu | cuda[:N] | rocm[:N]
-  std::optional<std::string> dtype;        // dtype for non-quantized tensors (update_dtype)
+  std::string device = "cpu";        // cpu | cuda[:N] | rocm[:N]
+  std::optional<std::string> dtype;  // dtype for non-quantized tensors (update_dtype)
   std::optional<std::string> pinned_plugin;
   std::vector<std::filesystem::path> architecture_dirs;  // empty: default_architecture_dirs()
 };
@@ -53,21 +52,21 @@ struct PlannedModule {
   ModuleEntry module;
   ModuleInfo info;  // what the plugin saw
   ModuleAction action = ModuleAction::kKeep;
-  std::string reason;                // why not quantized (empty for kQuantize)
-  uint64_t bytes_before = 0;         // the module's stored tensors
-  uint64_t bytes_after = 0;          // its output tensors
-  std::vector<OutputTensor> outputs; // full names, what the output will hold for this module
+  std::string reason;                 // why not quantized (empty for kQuantize)
+  uint64_t bytes_before = 0;          // the module's stored tensors
+  uint64_t bytes_after = 0;           // its output tensors
+  std::vector<OutputTensor> outputs;  // full names, what the output will hold for this module
 };
 
 struct Plan {
   ResolvedConfig config;
-  bool nothing_to_do = false;  // no quantization config anywhere, or already quantized
-  std::string note;            // why nothing_to_do
-  std::string family;          // architecture map used
-  Selection selection;         // chosen plugin and every candidate's reason
+  bool nothing_to_do = false;            // no quantization config anywhere, or already quantized
+  std::string note;                      // why nothing_to_do
+  std::string family;                    // architecture map used
+  Selection selection;                   // chosen plugin and every candidate's reason
   std::shared_ptr<Quantizer> quantizer;  // null when nothing_to_do
-  std::string dtype;           // after update_dtype
-  nlohmann::json device_map;   // after update_device_map
+  std::string dtype;                     // after update_dtype
+  nlohmann::json device_map;             // after update_device_map
   std::vector<PlannedModule> modules;
   std::vector<std::string> loose_tensors;  // copied unchanged
   std::vector<OutputTensor> layout;        // every output tensor, in write order
@@ -101,6 +100,7 @@ struct QuantizeSummary {
   int quantized = 0, kept = 0;
   uint64_t bytes_before = 0, bytes_after = 0;
   double seconds = 0;
+  uint64_t peak_rss_bytes = 0;  // of the whole process so far (getrusage), for the report
   double footprint_ratio() const { return bytes_after ? double(bytes_before) / bytes_after : 0; }
 };
 
@@ -112,7 +112,8 @@ Result<QuantizeSummary> run_quantize(const Plan& plan, const Checkpoint& checkpo
 // What a checkpoint holds (qforge inspect).
 struct InspectedModule {
   ModuleEntry module;
-  std::string status;  // "dense", "quantized", "incomplete: ...", "invalid: ..."
+  std::string status;  // "dense", "quantized", "quantized (not checked)", "invalid: ..."
+  std::vector<TensorInfo> tensors;  // as stored
   uint64_t bytes = 0;
 };
 struct Inspection {
@@ -123,12 +124,13 @@ struct Inspection {
   std::vector<std::string> loose_tensors;
   uint64_t total_bytes = 0;
   int quantized = 0, dense = 0, problems = 0;
+  std::vector<std::string> warnings;  // e.g. no plugin to check the modules with
 };
 // Groups tensors into modules and, for a quantized checkpoint, runs the plugin's
 // check_quantized on every module that carries quantized tensors.
-Result<Inspection> inspect_checkpoint(Host& host, const Checkpoint& checkpoint,
-                                      const std::vector<std::filesystem::path>& architecture_dirs =
-                                          {});
+Result<Inspection> inspect_checkpoint(
+    Host& host, const Checkpoint& checkpoint,
+    const std::vector<std::filesystem::path>& architecture_dirs = {});
 nlohmann::json inspection_to_json(const Inspection& inspection);
 
 }  // namespace qforge
