@@ -90,6 +90,25 @@ int main() {
   }
   if (m.create("{}", &q) != nullptr || q == nullptr) return fail("create failed");
   qf_text_sink sink{sizeof(qf_text_sink), QF_ABI_VERSION, nullptr, &write_text};
+  // The default needs_quantization honours the host's default_skip mark, and only that key.
+  qf_module_info head{};
+  head.struct_size = sizeof(head);
+  head.abi_version = QF_ABI_VERSION;
+  head.name = "lm_head";
+  head.kind = QF_MODULE_LINEAR;
+  head.extra_json =
+      R"({"role":"output_head","tag":"x\"default_skip\":\"y","default_skip":"out \"head\""})";
+  int32_t needed = -1;
+  if (m.needs_quantization(q, &head, &needed, &sink) != nullptr || needed != 0 ||
+      g_text != "transformers' default skip list: out \"head\"") {
+    return fail("default_skip was not honoured or was misread");
+  }
+  head.extra_json = R"({"role":"linear","tag":"q_proj\"default_skip\":\"x"})";
+  g_text.clear();
+  if (m.needs_quantization(q, &head, &needed, &sink) != nullptr || needed != 1) {
+    return fail("an escaped key inside a value was taken for default_skip");
+  }
+
   if (m.update_dtype(q, "float16", &sink) != nullptr || g_text != "float16:10") {
     return fail("update_dtype / parallel_for fallback");
   }

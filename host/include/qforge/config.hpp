@@ -3,11 +3,10 @@
 #pragma once
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "qforge/error.hpp"
 
@@ -35,12 +34,12 @@ struct ConfigRequest {
 };
 
 struct ResolvedConfig {
-  bool quantize = false;          // false: nothing to do (no config anywhere)
-  bool pre_quantized = false;     // the checkpoint carries the config
-  std::string quant_method;       // canonical: "bitsandbytes_4bit", never "bitsandbytes"
-  nlohmann::json config;          // the merged quantization_config object
+  bool quantize = false;              // false: nothing to do (no config anywhere)
+  bool pre_quantized = false;         // the checkpoint carries the config
+  std::string quant_method;           // canonical: "bitsandbytes_4bit", never "bitsandbytes"
+  nlohmann::json config;              // the merged quantization_config object
   std::vector<std::string> warnings;  // merge notices, ignored / unknown keys
-  std::string note;               // for quantize == false: why
+  std::string note;                   // for quantize == false: why
 };
 
 // Reads a user config file: YAML or JSON (chosen by content, not extension). A top-level

@@ -3,10 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace qforge {
 
@@ -14,19 +13,20 @@ struct GpuDevice {
   std::string backend;  // "cuda" or "rocm"
   int index = 0;
   std::string name;
-  int cc_major = 0;        // CUDA compute capability (0 for ROCm)
+  int cc_major = 0;  // CUDA compute capability (0 for ROCm)
   int cc_minor = 0;
-  std::string gcn_arch;    // ROCm gfx arch, e.g. "gfx90a" ("" for CUDA)
+  std::string gcn_arch;       // ROCm gfx arch, e.g. "gfx90a" ("" for CUDA)
   uint64_t total_memory = 0;  // bytes
   uint64_t free_memory = 0;   // bytes; 0 when unknown
 };
 
 struct Environment {
-  std::string cpu_arch;                    // "x86_64", "aarch64"
-  std::string cpu_model;                   // /proc/cpuinfo "model name"
+  std::string cpu_arch;   // "x86_64", "aarch64"
+  std::string cpu_model;  // /proc/cpuinfo "model name"
   int logical_cpus = 0;
-  std::vector<std::string> cpu_features;   // sorted: "avx2", "avx512f", "avx512_vnni", "amx_int8", ...
-  uint64_t host_memory = 0;                // bytes
+  std::vector<std::string>
+      cpu_features;          // sorted: "avx2", "avx512f", "avx512_vnni", "amx_int8", ...
+  uint64_t host_memory = 0;  // bytes
   // CUDA: driver library found and initialised? Version as the driver reports it (e.g. 12040).
   bool cuda_driver_found = false;
   int cuda_driver_version = 0;

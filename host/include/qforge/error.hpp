@@ -87,8 +87,8 @@ inline Status ok_status() { return Status(); }
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}          // NOLINT: implicit by design
-  Result(Error error) : v_(std::move(error)) {}      // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}             // NOLINT: implicit by design
+  Result(Error error) : v_(std::move(error)) {}         // NOLINT: implicit by design
   Result(const Status& status) : v_(status.error()) {}  // NOLINT: only for failures
   bool ok() const noexcept { return std::holds_alternative<T>(v_); }
   const Error& error() const { return std::get<Error>(v_); }
@@ -120,21 +120,20 @@ class [[nodiscard]] Result {
 #define QF_CONCAT_(a, b) QF_CONCAT_INNER_(a, b)
 
 // Propagates a failed Status (or Result) to the caller.
-#define QF_RETURN_IF_ERROR(expr)                                      \
-  do {                                                                \
-    const ::qforge::Status QF_CONCAT_(qf_status_, __LINE__) = (expr); \
-    if (!QF_CONCAT_(qf_status_, __LINE__).ok())                       \
-      return QF_CONCAT_(qf_status_, __LINE__).error();                \
+#define QF_RETURN_IF_ERROR(expr)                                                                 \
+  do {                                                                                           \
+    const ::qforge::Status QF_CONCAT_(qf_status_, __LINE__) = (expr);                            \
+    if (!QF_CONCAT_(qf_status_, __LINE__).ok()) return QF_CONCAT_(qf_status_, __LINE__).error(); \
   } while (false)
 
 // Bad input: returns an Error (as Status/Result) when cond is false.
-#define QF_CHECK(cond, error_expr) \
-  do {                             \
+#define QF_CHECK(cond, error_expr)    \
+  do {                                \
     if (!(cond)) return (error_expr); \
   } while (false)
 
 // Our own bug: aborts with file:line. Never for input a user can give.
-#define QF_ASSERT(cond)                                              \
-  do {                                                               \
-    if (!(cond)) ::qforge::assert_fail(#cond, __FILE__, __LINE__);   \
+#define QF_ASSERT(cond)                                            \
+  do {                                                             \
+    if (!(cond)) ::qforge::assert_fail(#cond, __FILE__, __LINE__); \
   } while (false)

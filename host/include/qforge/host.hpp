@@ -10,11 +10,10 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "qforge/config.hpp"
 #include "qforge/environment.hpp"
@@ -56,11 +55,11 @@ struct PluginRecord {
   std::filesystem::path manifest_path;
   std::optional<PluginManifest> manifest;  // empty when the manifest itself is broken
   PluginState state = PluginState::kDiscovered;
-  std::optional<Error> failure;            // kFailed: what / why / fix
-  std::filesystem::path shadowed_by;       // kShadowed: the manifest that won
-  std::string runtime_version;             // kLoaded: the plugin's own version string
-  uint32_t negotiated_abi = 0;             // kLoaded: packed ABI version in use
-  std::string id() const;                  // manifest id, or the file stem when broken
+  std::optional<Error> failure;       // kFailed: what / why / fix
+  std::filesystem::path shadowed_by;  // kShadowed: the manifest that won
+  std::string runtime_version;        // kLoaded: the plugin's own version string
+  uint32_t negotiated_abi = 0;        // kLoaded: packed ABI version in use
+  std::string id() const;             // manifest id, or the file stem when broken
 };
 
 // One candidate plugin considered for a method, and why it lost (empty reason: chosen).
@@ -82,11 +81,11 @@ struct Selection {
 };
 
 struct SelectionRequest {
-  std::string quant_method;                           // canonical method
-  nlohmann::json config = nlohmann::json::object();   // resolved quantization_config
+  std::string quant_method;                          // canonical method
+  nlohmann::json config = nlohmann::json::object();  // resolved quantization_config
   // {"pre_quantized": bool, "dtype": str|null, "device": "cpu"|"cuda:0", "device_map": obj|null}
   nlohmann::json request = nlohmann::json::object();
-  std::optional<std::string> pinned_plugin;           // --plugin ID: must serve or fail
+  std::optional<std::string> pinned_plugin;  // --plugin ID: must serve or fail
 };
 
 struct ModuleInfo {

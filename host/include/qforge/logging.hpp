@@ -2,10 +2,10 @@
 // stderr so stdout stays free for --json output.
 #pragma once
 
+#include <spdlog/spdlog.h>
+
 #include <memory>
 #include <string>
-
-#include <spdlog/spdlog.h>
 
 namespace qforge {
 

@@ -5,11 +5,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "qforge/error.hpp"
 
@@ -22,8 +21,8 @@ struct DeviceRequirement {
   std::string type;                 // "cpu", "cuda", "rocm"
   std::optional<int> min_cc_major;  // cuda: minimum compute capability, e.g. 7.5 -> (7, 5)
   std::optional<int> min_cc_minor;
-  std::vector<std::string> gcn_archs;      // rocm: allowed gfx archs ({} = any)
-  std::vector<std::string> cpu_features;   // cpu: required features ({} = none)
+  std::vector<std::string> gcn_archs;     // rocm: allowed gfx archs ({} = any)
+  std::vector<std::string> cpu_features;  // cpu: required features ({} = none)
 };
 
 struct MethodManifest {
@@ -34,19 +33,19 @@ struct MethodManifest {
   int priority = 0;                               // higher wins
   bool requires_calibration = false;
   std::vector<std::string> loading_attributes;
-  std::vector<std::string> config_keys;           // keys the method understands ({} = any)
+  std::vector<std::string> config_keys;  // keys the method understands ({} = any)
 };
 
 struct PluginManifest {
-  std::filesystem::path path;        // the manifest file itself
+  std::filesystem::path path;  // the manifest file itself
   int schema = 0;
-  std::string id;                    // [a-z0-9_.-]+, unique across the search path
+  std::string id;  // [a-z0-9_.-]+, unique across the search path
   std::string name;
   std::string version;
   std::string vendor;
   std::string license;
   std::string description;
-  std::filesystem::path library;     // as written (relative to the manifest's folder)
+  std::filesystem::path library;       // as written (relative to the manifest's folder)
   std::filesystem::path library_path;  // resolved, lexically normal, inside the folder
   std::optional<std::string> sha256;   // lowercase hex, 64 chars
   uint32_t abi_major = 0;

@@ -43,9 +43,13 @@ class Tensor {
   void* data() noexcept { return data_.get(); }
   const void* data() const noexcept { return data_.get(); }
   template <class T>
-  T* data_as() noexcept { return static_cast<T*>(data()); }
+  T* data_as() noexcept {
+    return static_cast<T*>(data());
+  }
   template <class T>
-  const T* data_as() const noexcept { return static_cast<const T*>(data()); }
+  const T* data_as() const noexcept {
+    return static_cast<const T*>(data());
+  }
   // A view valid while this tensor lives and is not moved.
   DLTensor* dl() noexcept { return &view_; }
   const DLTensor* dl() const noexcept { return &view_; }
@@ -82,7 +86,9 @@ class TensorView {
   size_t nbytes() const noexcept { return nbytes_; }
   const void* data() const noexcept { return view_.data; }
   template <class T>
-  const T* data_as() const noexcept { return static_cast<const T*>(data()); }
+  const T* data_as() const noexcept {
+    return static_cast<const T*>(data());
+  }
   const DLTensor* dl() const noexcept { return &view_; }
   // An owned copy (e.g. to outlive the mapping).
   Result<Tensor> copy() const;

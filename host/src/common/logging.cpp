@@ -1,9 +1,9 @@
 #include "qforge/logging.hpp"
 
+#include <spdlog/sinks/stdout_color_sinks.h>
+
 #include <atomic>
 #include <mutex>
-
-#include <spdlog/sinks/stdout_color_sinks.h>
 
 namespace qforge {
 namespace {

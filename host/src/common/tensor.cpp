@@ -1,10 +1,10 @@
 #include "qforge/tensor.hpp"
 
+#include <qforge/qf_plugin.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <limits>
-
-#include <qforge/qf_plugin.h>
 
 namespace qforge {
 namespace {
@@ -18,14 +18,20 @@ struct DtypeRow {
 
 // One row per dtype a safetensors file may hold (plus U16..U64 that newer writers emit).
 constexpr DtypeRow kDtypes[] = {
-    {kDLFloat, 64, "F64", "float64"},        {kDLFloat, 32, "F32", "float32"},
-    {kDLFloat, 16, "F16", "float16"},        {kDLBfloat, 16, "BF16", "bfloat16"},
+    {kDLFloat, 64, "F64", "float64"},
+    {kDLFloat, 32, "F32", "float32"},
+    {kDLFloat, 16, "F16", "float16"},
+    {kDLBfloat, 16, "BF16", "bfloat16"},
     {QF_DL_FLOAT8_E4M3FN, 8, "F8_E4M3", "float8_e4m3fn"},
     {QF_DL_FLOAT8_E5M2, 8, "F8_E5M2", "float8_e5m2"},
-    {kDLInt, 64, "I64", "int64"},            {kDLInt, 32, "I32", "int32"},
-    {kDLInt, 16, "I16", "int16"},            {kDLInt, 8, "I8", "int8"},
-    {kDLUInt, 64, "U64", "uint64"},          {kDLUInt, 32, "U32", "uint32"},
-    {kDLUInt, 16, "U16", "uint16"},          {kDLUInt, 8, "U8", "uint8"},
+    {kDLInt, 64, "I64", "int64"},
+    {kDLInt, 32, "I32", "int32"},
+    {kDLInt, 16, "I16", "int16"},
+    {kDLInt, 8, "I8", "int8"},
+    {kDLUInt, 64, "U64", "uint64"},
+    {kDLUInt, 32, "U32", "uint32"},
+    {kDLUInt, 16, "U16", "uint16"},
+    {kDLUInt, 8, "U8", "uint8"},
     {QF_DL_BOOL, 8, "BOOL", "bool"},
 };
 

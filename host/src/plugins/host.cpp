@@ -45,7 +45,8 @@ std::string Selection::explain() const {
 }
 
 Error Selection::error() const {
-  return environment_error(explain(), std::to_string(candidates.size()) + " candidate(s) considered",
+  return environment_error(explain(),
+                           std::to_string(candidates.size()) + " candidate(s) considered",
                            "run `qforge doctor` for the full table; install a plugin for '" +
                                quant_method + "' or choose another --device");
 }
@@ -121,8 +122,8 @@ std::string manifest_device_rejection(const MethodManifest& method, const Device
   }
   if (gpu == nullptr) {
     std::string status = device.backend == "cuda" ? env.cuda_status : env.hip_status;
-    return "no " + device.backend + " device " + std::to_string(device.index) +
-           " on this machine" + (status.empty() ? "" : " (" + status + ")");
+    return "no " + device.backend + " device " + std::to_string(device.index) + " on this machine" +
+           (status.empty() ? "" : " (" + status + ")");
   }
   if (device.backend == "cuda" && req->min_cc_major) {
     const int need = *req->min_cc_major * 10 + req->min_cc_minor.value_or(0);

@@ -38,8 +38,8 @@ struct PluginServices {
 
 qf_status* status_new(void* /*ctx*/, int32_t code, const char* what, const char* why,
                       const char* fix) {
-  auto* s = new (std::nothrow) qf_status{code, bounded_string(what), bounded_string(why),
-                                         bounded_string(fix)};
+  auto* s = new (std::nothrow)
+      qf_status{code, bounded_string(what), bounded_string(why), bounded_string(fix)};
   if (s == nullptr) return nullptr;
   std::lock_guard<std::mutex> lock(g_status_mutex);
   live_statuses().insert(s);
@@ -94,7 +94,8 @@ qf_status* parallel_for(void* /*ctx*/, const qf_call_ctx* call, int64_t n, int64
   if (fn == nullptr || n <= 0) return nullptr;
   if (grain < 1) grain = 1;
   int64_t threads = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
-  if (call != nullptr && call->num_threads > 0) threads = std::min<int64_t>(threads, call->num_threads);
+  if (call != nullptr && call->num_threads > 0)
+    threads = std::min<int64_t>(threads, call->num_threads);
   threads = std::min<int64_t>(threads, (n + grain - 1) / grain);
   if (threads <= 1) return fn(user, 0, n);
 
@@ -106,7 +107,8 @@ qf_status* parallel_for(void* /*ctx*/, const qf_call_ctx* call, int64_t n, int64
     const int64_t begin = t * chunk;
     const int64_t end = std::min(n, begin + chunk);
     if (begin >= end) break;
-    workers.emplace_back([&, t, begin, end] { results[static_cast<size_t>(t)] = fn(user, begin, end); });
+    workers.emplace_back(
+        [&, t, begin, end] { results[static_cast<size_t>(t)] = fn(user, begin, end); });
   }
   for (auto& w : workers) w.join();
   qf_status* first = nullptr;
@@ -179,11 +181,10 @@ Status consume_status(qf_status* status, const std::string& context) {
   }
   std::unique_ptr<qf_status> owned(status);
   if (owned->code < QF_CODE_INVALID_ARGUMENT || owned->code > QF_CODE_CANCELLED) {
-    return plugin_error(context + " returned an unknown status code " +
-                            std::to_string(owned->code),
-                        "codes are QF_CODE_INVALID_ARGUMENT(1)..QF_CODE_CANCELLED(7); message: " +
-                            owned->what,
-                        "report to the plugin vendor");
+    return plugin_error(
+        context + " returned an unknown status code " + std::to_string(owned->code),
+        "codes are QF_CODE_INVALID_ARGUMENT(1)..QF_CODE_CANCELLED(7); message: " + owned->what,
+        "report to the plugin vendor");
   }
   // A plugin that fails without saying why still gets a message a user can act on.
   const std::string code_name = error_code_name(static_cast<ErrorCode>(owned->code));
@@ -204,8 +205,8 @@ TextSink::TextSink() {
 qf_status* TextSink::write(void* ctx, const char* utf8, size_t len) {
   auto* self = static_cast<TextSink*>(ctx);
   if (utf8 == nullptr && len != 0) {
-    return status_new(nullptr, QF_CODE_INVALID_ARGUMENT, "text sink: NULL text with non-zero length",
-                      "", "pass a valid buffer");
+    return status_new(nullptr, QF_CODE_INVALID_ARGUMENT,
+                      "text sink: NULL text with non-zero length", "", "pass a valid buffer");
   }
   if (len > kMaxTextBytes) {
     return status_new(nullptr, QF_CODE_RESOURCE_EXHAUSTED, "text sink: text too long",
@@ -268,11 +269,12 @@ qf_status* TensorSink::allocate(void* ctx, const char* name, DLDataType dtype, i
   auto tensor = Tensor::zeros(dtype, dims, device);
   if (!tensor.ok()) {
     const Error& e = tensor.error();
-    return status_new(nullptr, e.code() == ErrorCode::kResourceExhausted
-                                   ? QF_CODE_RESOURCE_EXHAUSTED
-                                   : QF_CODE_INVALID_ARGUMENT,
-                      ("tensor sink: cannot allocate '" + tensor_name + "': " + e.summary()).c_str(),
-                      e.why().c_str(), e.fix().c_str());
+    return status_new(
+        nullptr,
+        e.code() == ErrorCode::kResourceExhausted ? QF_CODE_RESOURCE_EXHAUSTED
+                                                  : QF_CODE_INVALID_ARGUMENT,
+        ("tensor sink: cannot allocate '" + tensor_name + "': " + e.summary()).c_str(),
+        e.why().c_str(), e.fix().c_str());
   }
   self->names_.insert(tensor_name);
   self->outputs_.push_back(NamedTensor{tensor_name, std::move(tensor).value()});

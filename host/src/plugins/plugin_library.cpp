@@ -75,9 +75,10 @@ Status check_elf_header(int fd, const LoadContext& lc) {
                    "point 'library' at the plugin's .so built for this platform");
   }
   if (header.e_ident[EI_CLASS] != ELFCLASS64 || n < static_cast<ssize_t>(sizeof(header))) {
-    return lc.fail("library is not a 64-bit ELF object",
-                   "ELF class " + std::to_string(header.e_ident[EI_CLASS]) + ", expected 2 (64-bit)",
-                   "rebuild the plugin for this platform");
+    return lc.fail(
+        "library is not a 64-bit ELF object",
+        "ELF class " + std::to_string(header.e_ident[EI_CLASS]) + ", expected 2 (64-bit)",
+        "rebuild the plugin for this platform");
   }
 #if defined(__x86_64__)
   constexpr uint16_t kMachine = EM_X86_64;
@@ -90,10 +91,10 @@ Status check_elf_header(int fd, const LoadContext& lc) {
   constexpr const char* kMachineName = "this machine";
 #endif
   if (kMachine != 0 && header.e_machine != kMachine) {
-    return lc.fail("library is built for another CPU architecture",
-                   "ELF machine " + std::to_string(header.e_machine) + ", this host is " +
-                       kMachineName,
-                   "install the plugin build for " + std::string(kMachineName));
+    return lc.fail(
+        "library is built for another CPU architecture",
+        "ELF machine " + std::to_string(header.e_machine) + ", this host is " + kMachineName,
+        "install the plugin build for " + std::string(kMachineName));
   }
   if (header.e_type != ET_DYN) {
     return lc.fail("library is not a shared object",
@@ -125,9 +126,10 @@ Status check_entry_symbol(const std::string& fd_path, const LoadContext& lc) {
 Status check_plugin_info(const qf_plugin_info& info, const LoadContext& lc) {
   const uint32_t v = info.abi_version;
   if (v == 0) {
-    return lc.fail("plugin refused negotiation without a status",
-                   "qf_plugin_entry left abi_version 0 (it could not use the host's services table)",
-                   "rebuild the plugin against this host's plugin-api");
+    return lc.fail(
+        "plugin refused negotiation without a status",
+        "qf_plugin_entry left abi_version 0 (it could not use the host's services table)",
+        "rebuild the plugin against this host's plugin-api");
   }
   if (QF_ABI_VERSION_MAJOR(v) != QF_ABI_MAJOR || v < host_min_abi() || v > host_max_abi()) {
     return lc.fail("plugin negotiated an ABI version the host does not speak",
@@ -212,14 +214,13 @@ Result<std::shared_ptr<LoadedPlugin>> load_plugin_library(const PluginManifest& 
   auto log = get_logger("host.loader");
 
   if (manifest.abi_major != QF_ABI_MAJOR) {
-    return lc.fail("plugin is built for another ABI major version",
-                   "manifest declares ABI " + std::to_string(manifest.abi_major) +
-                       ".x; this host speaks " + abi_string(host_min_abi()) + ".." +
-                       abi_string(host_max_abi()),
-                   manifest.abi_major > QF_ABI_MAJOR
-                       ? "upgrade qforge to a host that speaks ABI " +
-                             std::to_string(manifest.abi_major)
-                       : "rebuild the plugin against this host's plugin-api");
+    return lc.fail(
+        "plugin is built for another ABI major version",
+        "manifest declares ABI " + std::to_string(manifest.abi_major) + ".x; this host speaks " +
+            abi_string(host_min_abi()) + ".." + abi_string(host_max_abi()),
+        manifest.abi_major > QF_ABI_MAJOR
+            ? "upgrade qforge to a host that speaks ABI " + std::to_string(manifest.abi_major)
+            : "rebuild the plugin against this host's plugin-api");
   }
   if (manifest.abi_min_minor > QF_ABI_MINOR) {
     return lc.fail("plugin needs a newer host",
@@ -236,8 +237,7 @@ Result<std::shared_ptr<LoadedPlugin>> load_plugin_library(const PluginManifest& 
   if (ec) return lc.fail("cannot resolve the manifest folder", ec.message(), "check the path");
   const fs::path library = fs::canonical(manifest.library_path, ec);
   if (ec) {
-    return lc.fail("plugin library not found",
-                   manifest.library_path.string() + ": " + ec.message(),
+    return lc.fail("plugin library not found", manifest.library_path.string() + ": " + ec.message(),
                    "build/install the plugin library next to its manifest, or fix 'library'");
   }
   if (!is_within(library, folder)) {
@@ -308,7 +308,8 @@ Result<std::shared_ptr<LoadedPlugin>> load_plugin_library(const PluginManifest& 
 
   auto library_handle = std::make_shared<boost::dll::shared_library>();
   try {
-    library_handle->load(fd_path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    library_handle->load(fd_path,
+                         boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
     std::string reason = e.what();
     if (const auto at = reason.find(fd_path); at != std::string::npos) {
@@ -344,8 +345,8 @@ Result<std::shared_ptr<LoadedPlugin>> load_plugin_library(const PluginManifest& 
     entry_status = entry(&host_info, &plugin->info);
   } catch (...) {
     // A C entry has no business throwing; contain it rather than unwind through the host.
-    return lc.fail("qf_plugin_entry threw a C++ exception",
-                   "exceptions must not cross the C ABI", "report to the plugin vendor");
+    return lc.fail("qf_plugin_entry threw a C++ exception", "exceptions must not cross the C ABI",
+                   "report to the plugin vendor");
   }
   QF_RETURN_IF_ERROR(consume_status(entry_status, lc.prefix() + " negotiation"));
   QF_RETURN_IF_ERROR(check_plugin_info(plugin->info, lc));

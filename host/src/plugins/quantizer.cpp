@@ -255,13 +255,13 @@ Result<std::vector<NamedTensor>> Quantizer::quantize(const ModuleInfo& module,
   TensorSink sink;
   QF_RETURN_IF_ERROR(call_hook(context, [&] {
     return method_->quantize(instance_, &call, &c.info, const_cast<DLTensor*>(weight.dl()),
-                             bias != nullptr ? const_cast<DLTensor*>(bias->dl()) : nullptr,
-                             nullptr, sink.raw());
+                             bias != nullptr ? const_cast<DLTensor*>(bias->dl()) : nullptr, nullptr,
+                             sink.raw());
   }));
   std::vector<NamedTensor> outputs = sink.take();
   if (outputs.empty()) {
-    return plugin_error(context + " produced no tensors", "quantize returned success with no output",
-                        "report to the plugin vendor");
+    return plugin_error(context + " produced no tensors",
+                        "quantize returned success with no output", "report to the plugin vendor");
   }
   for (const auto& t : outputs) {
     const int64_t bad = first_non_finite(t.tensor);
@@ -292,20 +292,21 @@ Result<std::vector<NamedTensor>> Quantizer::quantize(const ModuleInfo& module,
     const Tensor& t = it->second->tensor;
     const std::string dtype = d.value("dtype", "");
     if (dtype_to_string(t.dtype()) != dtype) {
-      return plugin_error(context + " produced '" + name + "' with the wrong dtype",
-                          "got " + dtype_to_string(t.dtype()) + ", describe_quantized says " +
-                              dtype,
-                          "report to the plugin vendor");
+      return plugin_error(
+          context + " produced '" + name + "' with the wrong dtype",
+          "got " + dtype_to_string(t.dtype()) + ", describe_quantized says " + dtype,
+          "report to the plugin vendor");
     }
     std::vector<int64_t> shape;
     if (d.contains("shape") && d["shape"].is_array()) {
-      for (const auto& v : d["shape"]) shape.push_back(v.is_number_integer() ? v.get<int64_t>() : -1);
+      for (const auto& v : d["shape"])
+        shape.push_back(v.is_number_integer() ? v.get<int64_t>() : -1);
     }
     if (shape != t.shape()) {
-      return plugin_error(context + " produced '" + name + "' with the wrong shape",
-                          "got " + shape_string(t.shape()) + ", describe_quantized says " +
-                              shape_string(shape),
-                          "report to the plugin vendor");
+      return plugin_error(
+          context + " produced '" + name + "' with the wrong shape",
+          "got " + shape_string(t.shape()) + ", describe_quantized says " + shape_string(shape),
+          "report to the plugin vendor");
     }
   }
   for (const auto& t : outputs) {
@@ -323,14 +324,12 @@ Status Quantizer::check_quantized(const ModuleInfo& module,
   return check_quantized(module, views_of(tensors));
 }
 
-Status Quantizer::check_quantized(const ModuleInfo& module,
-                                  const std::vector<NamedView>& tensors) {
+Status Quantizer::check_quantized(const ModuleInfo& module, const std::vector<NamedView>& tensors) {
   if (method_->check_quantized == nullptr) return ok_status();
   CModule c(module);
   CTensorList list(tensors);
-  return call_hook(QF_CONTEXT("check_quantized"), [&] {
-    return method_->check_quantized(instance_, &c.info, &list.list);
-  });
+  return call_hook(QF_CONTEXT("check_quantized"),
+                   [&] { return method_->check_quantized(instance_, &c.info, &list.list); });
 }
 
 Result<std::vector<NamedTensor>> Quantizer::dequantize(const ModuleInfo& module,
@@ -363,13 +362,14 @@ Result<std::vector<NamedTensor>> Quantizer::dequantize(const ModuleInfo& module,
                         "report to the plugin vendor");
   }
   const std::vector<int64_t> expected =
-      module.kind == QF_MODULE_CONV1D ? std::vector<int64_t>{module.in_features, module.out_features}
-                                      : std::vector<int64_t>{module.out_features, module.in_features};
+      module.kind == QF_MODULE_CONV1D
+          ? std::vector<int64_t>{module.in_features, module.out_features}
+          : std::vector<int64_t>{module.out_features, module.in_features};
   if (weight->tensor.shape() != expected) {
-    return plugin_error(context + " produced 'weight' with the wrong shape",
-                        "got " + shape_string(weight->tensor.shape()) + ", expected " +
-                            shape_string(expected),
-                        "report to the plugin vendor");
+    return plugin_error(
+        context + " produced 'weight' with the wrong shape",
+        "got " + shape_string(weight->tensor.shape()) + ", expected " + shape_string(expected),
+        "report to the plugin vendor");
   }
   const int64_t bad = first_non_finite(weight->tensor);
   if (bad >= 0) {
@@ -391,8 +391,8 @@ Status Quantizer::linear_forward(const ModuleInfo& module, const std::vector<Nam
   const auto& xs = x.shape();
   const auto& ys = y.shape();
   if (xs.empty() || xs.back() != module.in_features || ys.size() != xs.size() ||
-      ys.back() != module.out_features ||
-      !std::equal(xs.begin(), xs.end() - 1, ys.begin()) || !dtype_equal(x.dtype(), y.dtype())) {
+      ys.back() != module.out_features || !std::equal(xs.begin(), xs.end() - 1, ys.begin()) ||
+      !dtype_equal(x.dtype(), y.dtype())) {
     return Error(ErrorCode::kInvalidArgument, ExitCode::kInternal,
                  context + ": input/output shapes do not fit the module",
                  "x " + shape_string(xs) + " " + dtype_to_string(x.dtype()) + ", y " +
@@ -405,10 +405,9 @@ Status Quantizer::linear_forward(const ModuleInfo& module, const std::vector<Nam
   CTensorList list(tensors);
   qf_call_ctx call = cpu_call(num_threads);
   QF_RETURN_IF_ERROR(call_hook(context, [&] {
-    return method_->linear_forward(instance_, &call, &c.info, &list.list,
-                                   const_cast<DLTensor*>(x.dl()),
-                                   bias != nullptr ? const_cast<DLTensor*>(bias->dl()) : nullptr,
-                                   y.dl());
+    return method_->linear_forward(
+        instance_, &call, &c.info, &list.list, const_cast<DLTensor*>(x.dl()),
+        bias != nullptr ? const_cast<DLTensor*>(bias->dl()) : nullptr, y.dl());
   }));
   const int64_t bad = first_non_finite(y);
   if (bad >= 0) {
@@ -428,16 +427,15 @@ Result<nlohmann::json> Quantizer::postprocess(const nlohmann::json& model_config
   }
   TextSink out;
   const std::string text = model_config.dump();
-  QF_RETURN_IF_ERROR(call_hook(context, [&] {
-    return method_->postprocess(instance_, text.c_str(), out.raw());
-  }));
+  QF_RETURN_IF_ERROR(
+      call_hook(context, [&] { return method_->postprocess(instance_, text.c_str(), out.raw()); }));
   auto j = parse_plugin_json(out.text(), context);
   if (!j.ok()) return j;
   if (!j.value().is_object() || !j.value().contains("quant_method")) {
-    return plugin_error(context + " returned an invalid quantization_config",
-                        "expected a JSON object with \"quant_method\", got " +
-                            j.value().dump().substr(0, 200),
-                        "report to the plugin vendor");
+    return plugin_error(
+        context + " returned an invalid quantization_config",
+        "expected a JSON object with \"quant_method\", got " + j.value().dump().substr(0, 200),
+        "report to the plugin vendor");
   }
   return j;
 }

@@ -52,13 +52,14 @@ extern "C" {
 
 /* Closed set of status codes (stored as int32_t wherever they cross). */
 #define QF_CODE_OK 0
-#define QF_CODE_INVALID_ARGUMENT 1    /* bad config, tensor, shape or dtype from the caller */
-#define QF_CODE_FAILED_PRECONDITION 2 /* environment cannot serve the request (no GPU, cc too low) */
-#define QF_CODE_UNIMPLEMENTED 3       /* the hook or this combination is not implemented */
-#define QF_CODE_RESOURCE_EXHAUSTED 4  /* out of host or device memory */
-#define QF_CODE_DEVICE_ERROR 5        /* a CUDA/HIP call failed */
-#define QF_CODE_INTERNAL 6            /* a bug in the plugin (including an escaped exception) */
-#define QF_CODE_CANCELLED 7           /* the call saw qf_call_ctx.is_cancelled and stopped */
+#define QF_CODE_INVALID_ARGUMENT 1 /* bad config, tensor, shape or dtype from the caller */
+#define QF_CODE_FAILED_PRECONDITION \
+  2                                  /* environment cannot serve the request (no GPU, cc too low) */
+#define QF_CODE_UNIMPLEMENTED 3      /* the hook or this combination is not implemented */
+#define QF_CODE_RESOURCE_EXHAUSTED 4 /* out of host or device memory */
+#define QF_CODE_DEVICE_ERROR 5       /* a CUDA/HIP call failed */
+#define QF_CODE_INTERNAL 6           /* a bug in the plugin (including an escaped exception) */
+#define QF_CODE_CANCELLED 7          /* the call saw qf_call_ctx.is_cancelled and stopped */
 
 /* Opaque, host-owned. Made only by qf_host_api.status_new. */
 typedef struct qf_status qf_status;
@@ -105,8 +106,8 @@ typedef struct qf_text_sink {
  * "SCB"). Frozen layout: arrays of qf_named_tensor never change shape in ABI major 1; the
  * versioned container is qf_tensor_list. */
 typedef struct qf_named_tensor {
-  const char* name;         /* borrowed, NUL-terminated UTF-8 */
-  const DLTensor* tensor;   /* borrowed, read-only */
+  const char* name;       /* borrowed, NUL-terminated UTF-8 */
+  const DLTensor* tensor; /* borrowed, read-only */
 } qf_named_tensor;
 
 typedef struct qf_tensor_list {
@@ -157,13 +158,13 @@ typedef struct qf_call_ctx {
 typedef struct qf_module_info {
   uint32_t struct_size;
   uint32_t abi_version;
-  const char* name;         /* borrowed: full module name, e.g. "model.layers.0.mlp.up_proj" */
-  int32_t kind;             /* QF_MODULE_* */
-  int32_t has_bias;         /* 0 or 1 */
+  const char* name; /* borrowed: full module name, e.g. "model.layers.0.mlp.up_proj" */
+  int32_t kind;     /* QF_MODULE_* */
+  int32_t has_bias; /* 0 or 1 */
   int64_t in_features;
   int64_t out_features;
-  DLDataType weight_dtype;  /* dtype of the unquantized weight in the checkpoint */
-  const char* extra_json;   /* borrowed, may be NULL: architecture-map facts, e.g. {"tag":"q_proj"} */
+  DLDataType weight_dtype; /* dtype of the unquantized weight in the checkpoint */
+  const char* extra_json; /* borrowed, may be NULL: architecture-map facts, e.g. {"tag":"q_proj"} */
 } qf_module_info;
 
 /* ============================== host services ============================== */
@@ -251,10 +252,9 @@ typedef struct qf_method {
   /* Quantizes one module. weight: [out, in] (Conv1D: [in, out]), read-only; bias may be NULL;
    * calibration may be NULL or hold named statistics ("hessian", "input_abs_mean", ...).
    * Every output tensor is allocated through `out` with its name relative to the module. */
-  qf_status* (*quantize)(qf_quantizer* self, const qf_call_ctx* call,
-                         const qf_module_info* module, const DLTensor* weight,
-                         const DLTensor* bias, const qf_tensor_list* calibration,
-                         qf_tensor_sink* out);
+  qf_status* (*quantize)(qf_quantizer* self, const qf_call_ctx* call, const qf_module_info* module,
+                         const DLTensor* weight, const DLTensor* bias,
+                         const qf_tensor_list* calibration, qf_tensor_sink* out);
   /* Checks a pre-quantized module's tensors (names, dtypes, shapes) before loading it. */
   qf_status* (*check_quantized)(qf_quantizer* self, const qf_module_info* module,
                                 const qf_tensor_list* tensors);
@@ -291,8 +291,8 @@ typedef struct qf_host_info {
  * struct_size covers. Every pointer is plugin-owned and valid for the life of the process. */
 typedef struct qf_plugin_info {
   uint32_t struct_size;
-  uint32_t abi_version;   /* negotiated: min <= v <= max of both sides, same major */
-  const char* plugin_id;  /* must equal the manifest's id */
+  uint32_t abi_version;  /* negotiated: min <= v <= max of both sides, same major */
+  const char* plugin_id; /* must equal the manifest's id */
   const char* plugin_version;
   int32_t method_count;
   int32_t reserved0;

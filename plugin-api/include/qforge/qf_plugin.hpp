@@ -149,11 +149,17 @@ inline const char* dtype_name(DLDataType d) noexcept {
     case kDLBfloat:
       return d.bits == 16 ? "BF16" : "?";
     case kDLInt:
-      return d.bits == 64 ? "I64" : d.bits == 32 ? "I32" : d.bits == 16 ? "I16"
-                                  : d.bits == 8  ? "I8"  : "?";
+      return d.bits == 64   ? "I64"
+             : d.bits == 32 ? "I32"
+             : d.bits == 16 ? "I16"
+             : d.bits == 8  ? "I8"
+                            : "?";
     case kDLUInt:
-      return d.bits == 64 ? "U64" : d.bits == 32 ? "U32" : d.bits == 16 ? "U16"
-                                  : d.bits == 8  ? "U8"  : "?";
+      return d.bits == 64   ? "U64"
+             : d.bits == 32 ? "U32"
+             : d.bits == 16 ? "U16"
+             : d.bits == 8  ? "U8"
+                            : "?";
     case QF_DL_BOOL:
       return d.bits == 8 ? "BOOL" : "?";
     case QF_DL_FLOAT8_E4M3FN:
@@ -203,6 +209,31 @@ inline const DLTensor* find_tensor(const qf_tensor_list* list, const char* name)
     }
   }
   return nullptr;
+}
+
+// ------------------------------------------------------------------ module facts
+
+// A string field of qf_module_info.extra_json ("role", "tag", "family", "default_skip"), or ""
+// when absent. The host writes extra_json compactly ({"key":"value",...}), and inside a JSON
+// string every quote is escaped, so a plain search for "key":" cannot match inside a value.
+inline std::string module_extra_string(const qf_module_info& module, const char* key) {
+  if (module.extra_json == nullptr) return std::string();
+  const std::string json = module.extra_json;
+  const std::string pattern = std::string("\"") + key + "\":\"";
+  const size_t at = json.find(pattern);
+  if (at == std::string::npos) return std::string();
+  std::string value;
+  for (size_t i = at + pattern.size(); i < json.size(); ++i) {
+    const char c = json[i];
+    if (c == '"') return value;
+    if (c == '\\' && i + 1 < json.size()) {
+      const char e = json[++i];
+      value += e == 'n' ? '\n' : e == 't' ? '\t' : e;  // \uXXXX is not decoded: names are ASCII
+      continue;
+    }
+    value += c;
+  }
+  return std::string();  // unterminated: treat as absent
 }
 
 // ------------------------------------------------------------------ call context
@@ -270,11 +301,20 @@ class Quantizer {
   virtual std::string adjust_max_memory(const std::string& max_memory_json) {
     return max_memory_json;
   }
-  // Returns true to quantize; sets `reason` when not.
+  // Returns true to quantize; sets `reason` when not. The default quantizes linear layers
+  // except those transformers skips by default (the host marks them "default_skip": the output
+  // head and tied weights); methods whose config can replace that list override this.
   virtual bool needs_quantization(const qf_module_info& module, std::string& reason) {
-    if (module.kind == QF_MODULE_LINEAR || module.kind == QF_MODULE_CONV1D) return true;
-    reason = "not a linear layer";
-    return false;
+    if (module.kind != QF_MODULE_LINEAR && module.kind != QF_MODULE_CONV1D) {
+      reason = "not a linear layer";
+      return false;
+    }
+    const std::string skip = module_extra_string(module, "default_skip");
+    if (!skip.empty()) {
+      reason = "transformers' default skip list: " + skip;
+      return false;
+    }
+    return true;
   }
   virtual std::string describe_quantized(const qf_module_info& /*module*/) {
     throw Error(QF_CODE_UNIMPLEMENTED, "describe_quantized is not implemented", "", "");
@@ -328,8 +368,8 @@ inline void write_text(qf_text_sink* sink, const std::string& text) {
 
 inline void require(const void* p, const char* what) {
   if (p == nullptr) {
-    throw Error(QF_CODE_INVALID_ARGUMENT, std::string(what) + " is NULL",
-                "the hook requires it", "pass a valid pointer");
+    throw Error(QF_CODE_INVALID_ARGUMENT, std::string(what) + " is NULL", "the hook requires it",
+                "pass a valid pointer");
   }
 }
 
@@ -347,8 +387,8 @@ inline qf_status* hook_update_device_map(qf_quantizer* q, const char* map, qf_te
 inline qf_status* hook_adjust_max_memory(qf_quantizer* q, const char* mem, qf_text_sink* out) {
   return guard([&] { write_text(out, self_of(q).adjust_max_memory(str(mem))); });
 }
-inline qf_status* hook_needs_quantization(qf_quantizer* q, const qf_module_info* m,
-                                          int32_t* needed, qf_text_sink* reason) {
+inline qf_status* hook_needs_quantization(qf_quantizer* q, const qf_module_info* m, int32_t* needed,
+                                          qf_text_sink* reason) {
   return guard([&] {
     require(m, "module");
     require(needed, "out_needed");
@@ -467,7 +507,7 @@ inline constexpr size_t kPluginInfoSize_1_0 = offsetof(qf_plugin_info, shutdown)
 // the host speaks [min_abi, max_abi]. Pick the highest version in both ranges.
 inline qf_status* plugin_entry(const qf_host_info* host_info, qf_plugin_info* out,
                                const PluginSpec& spec) noexcept {
-  if (host_info == nullptr || out == nullptr) return nullptr;  // nothing to report through
+  if (host_info == nullptr || out == nullptr) return nullptr;          // nothing to report through
   if (out->struct_size >= sizeof(uint32_t) * 2) out->abi_version = 0;  // "refused" until done
   if (host_info->struct_size < kHostInfoSize_1_0 || host_info->api == nullptr ||
       host_info->api->struct_size < kHostApiSize_1_0 || host_info->api->status_new == nullptr) {
@@ -479,21 +519,21 @@ inline qf_status* plugin_entry(const qf_host_info* host_info, qf_plugin_info* ou
   const uint32_t low = plugin_min > host_info->min_abi ? plugin_min : host_info->min_abi;
   const uint32_t high = plugin_max < host_info->max_abi ? plugin_max : host_info->max_abi;
   if (low > high || QF_ABI_VERSION_MAJOR(low) != QF_ABI_VERSION_MAJOR(high)) {
-    const std::string why =
-        std::string("plugin '") + spec.plugin_id + "' speaks ABI " +
-        std::to_string(QF_ABI_VERSION_MAJOR(plugin_min)) + "." +
-        std::to_string(QF_ABI_VERSION_MINOR(plugin_min)) + ".." +
-        std::to_string(QF_ABI_MAJOR) + "." + std::to_string(QF_ABI_MINOR) + "; the host speaks " +
-        std::to_string(QF_ABI_VERSION_MAJOR(host_info->min_abi)) + "." +
-        std::to_string(QF_ABI_VERSION_MINOR(host_info->min_abi)) + ".." +
-        std::to_string(QF_ABI_VERSION_MAJOR(host_info->max_abi)) + "." +
-        std::to_string(QF_ABI_VERSION_MINOR(host_info->max_abi));
+    const std::string why = std::string("plugin '") + spec.plugin_id + "' speaks ABI " +
+                            std::to_string(QF_ABI_VERSION_MAJOR(plugin_min)) + "." +
+                            std::to_string(QF_ABI_VERSION_MINOR(plugin_min)) + ".." +
+                            std::to_string(QF_ABI_MAJOR) + "." + std::to_string(QF_ABI_MINOR) +
+                            "; the host speaks " +
+                            std::to_string(QF_ABI_VERSION_MAJOR(host_info->min_abi)) + "." +
+                            std::to_string(QF_ABI_VERSION_MINOR(host_info->min_abi)) + ".." +
+                            std::to_string(QF_ABI_VERSION_MAJOR(host_info->max_abi)) + "." +
+                            std::to_string(QF_ABI_VERSION_MINOR(host_info->max_abi));
     const bool host_too_old = plugin_min > host_info->max_abi;
-    const std::string fix =
-        host_too_old ? "upgrade qforge to a host that speaks ABI " +
-                           std::to_string(QF_ABI_VERSION_MAJOR(plugin_min)) + "." +
-                           std::to_string(QF_ABI_VERSION_MINOR(plugin_min)) + " or newer"
-                     : "rebuild the plugin against this host's plugin-api";
+    const std::string fix = host_too_old
+                                ? "upgrade qforge to a host that speaks ABI " +
+                                      std::to_string(QF_ABI_VERSION_MAJOR(plugin_min)) + "." +
+                                      std::to_string(QF_ABI_VERSION_MINOR(plugin_min)) + " or newer"
+                                : "rebuild the plugin against this host's plugin-api";
     return make_status(QF_CODE_FAILED_PRECONDITION, "plugin ABI version not supported by host",
                        why.c_str(), fix.c_str());
   }
@@ -516,11 +556,11 @@ inline qf_status* plugin_entry(const qf_host_info* host_info, qf_plugin_info* ou
 
 // Defines the exported entry from a PluginSpec expression (evaluated once, kept for the process).
 // Variadic so a braced PluginSpec{...} with commas can be written inline.
-#define QF_PLUGIN_ENTRY(...)                                                                   \
-  extern "C" QF_PLUGIN_EXPORT qf_status* qf_plugin_entry(const qf_host_info* host_info,        \
-                                                         qf_plugin_info* out) {                \
-    static const ::qforge::sdk::PluginSpec qf_spec = __VA_ARGS__;                              \
-    return ::qforge::sdk::plugin_entry(host_info, out, qf_spec);                               \
+#define QF_PLUGIN_ENTRY(...)                                                            \
+  extern "C" QF_PLUGIN_EXPORT qf_status* qf_plugin_entry(const qf_host_info* host_info, \
+                                                         qf_plugin_info* out) {         \
+    static const ::qforge::sdk::PluginSpec qf_spec = __VA_ARGS__;                       \
+    return ::qforge::sdk::plugin_entry(host_info, out, qf_spec);                        \
   }
 
 #endif  // QFORGE_QF_PLUGIN_HPP_

@@ -19,7 +19,9 @@ nlohmann::json bnb_config(bool eight_bit) {
 }
 
 nlohmann::json request_on(const std::string& device, nlohmann::json device_map = nullptr) {
-  return {{"pre_quantized", false}, {"dtype", nullptr}, {"device", device},
+  return {{"pre_quantized", false},
+          {"dtype", nullptr},
+          {"device", device},
           {"device_map", std::move(device_map)}};
 }
 
@@ -32,9 +34,8 @@ void expect_actionable_preflight(const Error& e) {
 
 Error validate_bnb(const Environment& env, bool eight_bit, const nlohmann::json& request) {
   Host host(fixtures::isolated_options({QFORGE_TEST_BUILD_PLUGIN_DIR}, env));
-  auto quantizer = host.create_quantizer("bnb", eight_bit ? "bitsandbytes_8bit"
-                                                          : "bitsandbytes_4bit",
-                                         bnb_config(eight_bit));
+  auto quantizer = host.create_quantizer(
+      "bnb", eight_bit ? "bitsandbytes_8bit" : "bitsandbytes_4bit", bnb_config(eight_bit));
   EXPECT_TRUE(quantizer.ok()) << quantizer.error().to_string();
   Status status = quantizer.value()->validate_environment(env.to_json(), request);
   EXPECT_FALSE(status.ok());
@@ -48,7 +49,8 @@ TEST(Preflight, NoCudaWhenTheRequestNeedsItIsExitCode3) {
 }
 
 TEST(Preflight, ComputeCapabilityTooLowIsExitCode3) {
-  const Error e = validate_bnb(fixtures::environment_with_cuda_gpu(7, 0), true, request_on("cuda:0"));
+  const Error e =
+      validate_bnb(fixtures::environment_with_cuda_gpu(7, 0), true, request_on("cuda:0"));
   expect_actionable_preflight(e);
   EXPECT_THAT(e.to_string(), HasSubstr("7.5"));
 }
@@ -62,8 +64,8 @@ TEST(Preflight, CpuOffloadWithoutTheOffloadFlagIsExitCode3) {
 }
 
 TEST(Preflight, ConflictingBnbFlagsAreExitCode3) {
-  Host host(fixtures::isolated_options({QFORGE_TEST_BUILD_PLUGIN_DIR},
-                                       fixtures::cpu_only_environment()));
+  Host host(
+      fixtures::isolated_options({QFORGE_TEST_BUILD_PLUGIN_DIR}, fixtures::cpu_only_environment()));
   ConfigRequest request;
   request.user_config = nlohmann::json{
       {"quant_method", "bitsandbytes"}, {"load_in_4bit", true}, {"load_in_8bit", true}};
