@@ -73,6 +73,28 @@ int count_temp_dirs(const fs::path& dir) {
   return n;
 }
 
+// Streaming: the input is mapped, and each module's pages are dropped from the resident set
+// once it is written, so peak RSS tracks one module (plus the process), not the model.
+TEST(QuantizeEndToEnd, PeakMemoryStaysFarBelowTheModelSize) {
+  TempDir tmp;
+  const fs::path model = tmp.path() / "m";
+  // ~55 M parameters, ~110 MB of bf16 weights in 20 MB shards; the largest module is ~6 MB.
+  make_model(model, {"--hidden", "1024", "--intermediate", "2816", "--layers", "4", "--heads", "8",
+                     "--kv-heads", "4", "--vocab", "4096", "--max-shard-size", "20MB"});
+  uint64_t model_bytes = 0;
+  for (const auto& e : fs::directory_iterator(model)) {
+    if (e.path().extension() == ".safetensors") model_bytes += fs::file_size(e.path());
+  }
+  ASSERT_GT(model_bytes, 100'000'000u);
+  const nlohmann::json summary =
+      run_json({"quantize", model.string(), "-o", (tmp.path() / "q").string(), "--method", "nf4",
+                "--threads", "2", "--json"});
+  const auto peak = summary["peak_rss_bytes"].get<uint64_t>();
+  EXPECT_GT(peak, 0u);
+  EXPECT_LT(peak, model_bytes / 2) << "peak RSS " << peak << " for a model of " << model_bytes
+                                   << " bytes: the input mapping is not being released";
+}
+
 TEST(QuantizeEndToEnd, PlanListsEveryModuleWithActionAndReason) {
   TempDir tmp;
   make_model(tmp.path() / "m");

@@ -72,6 +72,11 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   const TensorInfo* find(const std::string& name) const noexcept;
   // Zero-copy view into the mapping; keeps the file mapped while the view lives.
   Result<TensorView> view(const std::string& name) const;
+  // Drops the tensor's pages from this process's resident set (MADV_DONTNEED on a read-only
+  // private file mapping: a later access faults them in again from the page cache, so views
+  // stay valid). Streaming calls it after each module so peak RSS stays near one module, not
+  // the whole model. Unknown names are ignored.
+  void release(const std::string& name) const noexcept;
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
@@ -107,6 +112,8 @@ class Checkpoint {
   const std::vector<TensorInfo>& tensors() const noexcept;
   const TensorInfo* find(const std::string& name) const noexcept;
   Result<TensorView> view(const std::string& name) const;
+  // SafetensorsFile::release for the shard holding `name`.
+  void release(const std::string& name) const noexcept;
   // The shard files in index order (one entry for an unsharded checkpoint).
   std::vector<std::filesystem::path> shard_files() const;
   uint64_t total_tensor_bytes() const noexcept;

@@ -294,6 +294,13 @@ Result<TensorView> Checkpoint::view(const std::string& name) const {
   return impl_->shards[impl_->owner[i]].file->view(name);
 }
 
+void Checkpoint::release(const std::string& name) const noexcept {
+  const TensorInfo* info = find(name);
+  if (info == nullptr) return;
+  const size_t i = static_cast<size_t>(info - impl_->tensors.data());
+  impl_->shards[impl_->owner[i]].file->release(name);
+}
+
 std::vector<fs::path> Checkpoint::shard_files() const {
   std::vector<fs::path> files;
   for (const Shard& shard : impl_->shards) {

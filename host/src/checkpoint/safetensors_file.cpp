@@ -135,4 +135,15 @@ Result<TensorView> SafetensorsFile::view(const std::string& name) const {
   return TensorView(info->dtype, info->shape, aligned, std::shared_ptr<const void>(owned, aligned));
 }
 
+void SafetensorsFile::release(const std::string& name) const noexcept {
+  const TensorInfo* info = find(name);
+  if (info == nullptr || info->nbytes == 0) return;
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(impl_->base) + info->file_offset;
+  const uintptr_t first = begin / page * page;
+  const uintptr_t last = begin + info->nbytes;
+  // Pages shared with a neighbour tensor are dropped too; they fault back in if used.
+  (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 }  // namespace qforge

@@ -94,6 +94,9 @@ Result<QuantizeSummary> run_quantize(const Plan& plan, const Checkpoint& checkpo
         QF_RETURN_IF_ERROR(copy_tensor(checkpoint, writer, name));
       }
     }
+    // Done with this module's input: without this, every mapped page read so far stays in
+    // our resident set and peak RSS grows to the size of the model.
+    for (const auto& name : pm.module.tensors) checkpoint.release(name);
     ++progress.modules_done;
     progress.bytes_done += pm.bytes_before;
     progress.current = pm.module.name;

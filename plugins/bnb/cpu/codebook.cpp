@@ -3,12 +3,14 @@
 // Note [torch linspace]: bitsandbytes builds the map from torch.linspace(0.1, 1, k) in float32,
 // and the values land in every checkpoint's nested_quant_map, so we reproduce ATen's CPU
 // linspace_kernel exactly: step = (end - start) / (steps - 1) in float; the first steps / 2
-// values are start + step * i, the rest end - step * (steps - 1 - i), all in float. The
-// products are separate float roundings: this file is compiled without FMA, so the compiler
-// cannot contract `start + step * i` into one fused operation (keep it so).
+// values are fma(step, i, start), the rest fma(-step, steps - 1 - i, end), each ONE rounding
+// (the vectorized kernel uses fused multiply-add; torch built without AVX2 would round twice).
+// The fma is explicit (std::fmaf); the file is compiled with -ffp-contract=off so nothing else
+// gets fused behind our back.
 #include "cpu/codebook.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace qforge::plugins::bnb::cpu {
@@ -59,14 +61,13 @@ void torch_linspace_f32(float start, float end, int64_t steps, float* out) noexc
   }
   const float step = (end - start) / static_cast<float>(steps - 1);
   const int64_t halfway = steps / 2;
+  // torch's CPU linspace kernel (AVX2 and AVX-512 builds, scalar tail included) evaluates each
+  // half with one fused multiply-add; two roundings differ in the last bit for some entries,
+  // which changes the stored nested_quant_map (checked against bitsandbytes 0.50.2 / torch
+  // 2.15 by tools/reference/bnb4_reference.py).
   for (int64_t i = 0; i < steps; ++i) {
-    if (i < halfway) {
-      const float offset = step * static_cast<float>(i);
-      out[i] = start + offset;
-    } else {
-      const float offset = step * static_cast<float>(steps - i - 1);
-      out[i] = end - offset;
-    }
+    out[i] = i < halfway ? std::fmaf(step, static_cast<float>(i), start)
+                         : std::fmaf(-step, static_cast<float>(steps - i - 1), end);
   }
 }
 

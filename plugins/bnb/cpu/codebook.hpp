@@ -40,10 +40,12 @@ inline constexpr std::array<float, 15> kNf4Thresholds = {
     0.5016634166240692f,   0.6427869200706482f,   0.8614784181118011f};
 
 // FP4 in index order (bit 3 = sign), as bitsandbytes builds it: the raw float32 magnitudes
-// divided in float32 by their maximum 12. Index 8 is -0.0, not +0.0.
+// divided in float32 by their maximum 12. Index 8 is +0.0: bitsandbytes' list spells it `-0`,
+// which in Python is the integer zero, so the stored quant_map holds +0.0 there (checked against
+// bitsandbytes 0.50.2 by tools/reference/bnb4_reference.py).
 inline constexpr std::array<float, 16> kFp4Code = {
     0.0f,          0.0625f / 12.0f, 8.0f / 12.0f,  12.0f / 12.0f,    4.0f / 12.0f,  6.0f / 12.0f,
-    2.0f / 12.0f,  3.0f / 12.0f,    -0.0f,         -0.0625f / 12.0f, -8.0f / 12.0f, -12.0f / 12.0f,
+    2.0f / 12.0f,  3.0f / 12.0f,    0.0f,         -0.0625f / 12.0f, -8.0f / 12.0f, -12.0f / 12.0f,
     -4.0f / 12.0f, -6.0f / 12.0f,   -2.0f / 12.0f, -3.0f / 12.0f};
 
 // csrc/kernels.cu dQuantizeFP4: thresholds on |x| between consecutive magnitudes in value order.

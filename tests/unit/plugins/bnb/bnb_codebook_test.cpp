@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <utility>
 
 #include "cpu/codebook.hpp"
 
@@ -71,7 +72,9 @@ TEST(BnbCodebook, Fp4IsTheIndexOrderedTableWithTheSignInBit3) {
     EXPECT_EQ(kFp4Code[static_cast<size_t>(i)], static_cast<float>(raw[i]) / 12.0f) << i;
     EXPECT_EQ(kFp4Code[static_cast<size_t>(i + 8)], -static_cast<float>(raw[i]) / 12.0f) << i;
   }
-  EXPECT_TRUE(std::signbit(kFp4Code[8]));  // index 8 is -0
+  // bitsandbytes writes `-0` in a Python list: the integer zero, so the stored map holds +0.0.
+  EXPECT_FALSE(std::signbit(kFp4Code[8]));
+  EXPECT_FALSE(std::signbit(kFp4Code[0]));
   EXPECT_FLOAT_EQ(kFp4Code[1], 0.005208333f);
   EXPECT_FLOAT_EQ(kFp4Code[2], 0.6666667f);
 }
@@ -131,6 +134,20 @@ TEST(BnbDynamicMap, TorchLinspaceSplitsAtHalfway) {
   torch_linspace_f32(0.1f, 1.0f, 2, two);
   EXPECT_EQ(two[0], 0.1f);
   EXPECT_EQ(two[1], 1.0f);
+}
+
+// Values torch.linspace(0.1, 1, 65) gives (torch 2.15, AVX2/AVX-512 kernels), as bit patterns:
+// each is one fused rounding; separate multiply-then-add roundings give a neighbour instead.
+TEST(BnbDynamicMap, TorchLinspaceRoundsOnceLikeTheVectorizedKernel) {
+  float v[65];
+  torch_linspace_f32(0.1f, 1.0f, 65, v);
+  const std::pair<int, uint32_t> pinned[] = {
+      {6, 0x3e3ccccdu}, {12, 0x3e89999au}, {30, 0x3f059999u}, {33, 0x3f106667u}, {38, 0x3f226667u}};
+  for (const auto& [index, bits] : pinned) {
+    uint32_t got = 0;
+    std::memcpy(&got, &v[index], sizeof got);
+    EXPECT_EQ(got, bits) << "linspace(0.1, 1, 65)[" << index << "] = " << v[index];
+  }
 }
 
 TEST(BnbDynamicMap, HasTheShapeFormatsMdDescribes) {
