@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -23,6 +24,15 @@ using sdk::Error;
 // a chunk amortizes its start-up; results never depend on the split.
 constexpr int64_t kQuantizeGrain = 4096;
 constexpr int64_t kRowGrain = 16;
+constexpr int64_t kDequantizeGrain = 2048;  // blocks
+// Dense outputs at least this large are written with non-temporal stores: they cannot stay in
+// the cache anyway, and streaming them skips reading every line before it is overwritten.
+constexpr int64_t kStreamBytes = int64_t{32} << 20;
+
+cpu::Dense dense_of(FloatKind kind) {
+  return kind == FloatKind::kF32 ? cpu::Dense::kF32
+                                 : (kind == FloatKind::kF16 ? cpu::Dense::kF16 : cpu::Dense::kBF16);
+}
 
 std::string name_of(const qf_module_info& module) {
   return module.name != nullptr ? module.name : "<unnamed>";
@@ -218,28 +228,43 @@ void quantize_4bit(const sdk::Call& call, const BnbConfig& config, const qf_modu
   }
 
   std::atomic<int64_t> first_bad{std::numeric_limits<int64_t>::max()};
-  call.parallel_for(blocks, kQuantizeGrain, [&](int64_t begin, int64_t end) {
+  // The generic path: any layout (strided, Conv1D transposed), element by element.
+  const auto quantize_gathered = [&](int64_t begin, int64_t end) {
     float values[kBlocksize];
     uint8_t codes[kBlocksize + 1];
     for (int64_t b = begin; b < end; ++b) {
       const int64_t e0 = b * kBlocksize;
       const int64_t count = std::min(kBlocksize, n - e0);
       source.read_flat(e0, count, values);
-      bool finite = true;
       for (int64_t i = 0; i < count; ++i) {
         if (!std::isfinite(values[i])) {
           keep_min(first_bad, e0 + i);
-          finite = false;
-          break;
+          return;  // later elements of this range cannot be the first bad one
         }
       }
-      if (!finite) continue;
       absmax[b] = cpu::quantize_block_4bit(type, values, count, codes);
       codes[count] = 0;  // odd n: the last low nibble is padding code 0
       for (int64_t i = 0; i < count; i += 2) {
         packed[(e0 + i) / 2] = static_cast<uint8_t>((codes[i] << 4) | codes[i + 1]);
       }
     }
+  };
+  // Row-major contiguous weights (every checkpoint tensor) go through the whole-block kernels,
+  // which read F16/BF16 directly; only a partial last block takes the generic path.
+  const bool contiguous = source.col_stride == 1 && source.row_stride == source.cols;
+  const int64_t whole = contiguous && kBlocksize == cpu::kBlock ? n / kBlocksize : 0;
+  const cpu::Isa isa = cpu::select_isa();
+  call.parallel_for(blocks, kQuantizeGrain, [&](int64_t begin, int64_t end) {
+    const int64_t stop = std::min(end, whole);
+    if (begin < stop) {
+      const int64_t failed = cpu::quantize_dense_4bit(isa, type, dense_of(kind), source.base, begin,
+                                                      stop, packed, absmax);
+      if (failed < stop) {
+        quantize_gathered(failed, failed + 1);  // finds and records the element
+        return;
+      }
+    }
+    quantize_gathered(std::max(begin, stop), end);
   });
   const int64_t bad = first_bad.load();
   if (bad != std::numeric_limits<int64_t>::max()) {
@@ -301,9 +326,26 @@ void dequantize_4bit(const sdk::Call& call, const BnbConfig& config, const qf_mo
   const int64_t item = kind == FloatKind::kF32 ? 4 : 2;
   const cpu::Isa isa = cpu::select_isa();
   const cpu::Weight4& w = loaded.weight;
+  if (!conv1d && w.blocksize == cpu::kBlock) {
+    // Whole blocks straight into the output in its dtype; a partial last block (n % 64) is
+    // written element by element.
+    const int64_t n = rows * cols;
+    const int64_t whole = n / cpu::kBlock;
+    const bool stream = n * item >= kStreamBytes && reinterpret_cast<uintptr_t>(dst) % 64 == 0;
+    call.parallel_for(whole, kDequantizeGrain, [&](int64_t begin, int64_t end) {
+      cpu::dequantize_dense(isa, w, dense_of(kind), begin, end, dst + begin * cpu::kBlock * item,
+                            stream);
+    });
+    if (whole * cpu::kBlock < n) {
+      std::vector<float> tail(static_cast<size_t>(n - whole * cpu::kBlock));
+      cpu::dequantize_range(isa, w, whole * cpu::kBlock, n, tail.data());
+      write_floats(tail.data(), static_cast<int64_t>(tail.size()), kind,
+                   dst + whole * cpu::kBlock * item);
+    }
+    return;
+  }
   call.parallel_for(rows, kRowGrain, [&](int64_t begin, int64_t end) {
     std::vector<float> row(static_cast<size_t>(cols));
-    std::vector<float> column;
     for (int64_t r = begin; r < end; ++r) {
       cpu::dequantize_range(isa, w, r * cols, (r + 1) * cols, row.data());
       if (!conv1d) {
@@ -369,9 +411,10 @@ void linear_forward_4bit(const sdk::Call& call, const BnbConfig& config,
   const cpu::Isa isa = cpu::select_isa();
   std::vector<float> xperm;
   const cpu::XLayout layout = cpu::x_layout(isa, w, rows);
+  const int64_t ldx = cpu::x_stride(in, rows);
   if (layout != cpu::XLayout::kNatural) {
-    xperm.resize(static_cast<size_t>(rows * in));
-    cpu::prepare_x(layout, xf, rows, in, xperm.data());
+    xperm.resize(static_cast<size_t>(rows * ldx));
+    cpu::prepare_x(layout, xf, rows, in, ldx, xperm.data());
   }
   std::vector<float> y_copy;
   float* yf = nullptr;
@@ -384,7 +427,7 @@ void linear_forward_4bit(const sdk::Call& call, const BnbConfig& config,
   const float* bp = bias != nullptr ? bias_f.data() : nullptr;
   const float* xp = xperm.empty() ? nullptr : xperm.data();
   call.parallel_for(out, kRowGrain, [&](int64_t begin, int64_t end) {
-    cpu::linear_4bit(isa, w, xf, xp, rows, bp, yf, out, begin, end);
+    cpu::linear_4bit(isa, w, xf, xp, ldx, rows, bp, yf, out, begin, end);
   });
   if (yk != FloatKind::kF32) write_floats(yf, rows * out, yk, bytes_of(y));
 }

@@ -321,7 +321,7 @@ Figure measure_quantize(Quantizer& q, const BenchOptions& o) {
   ThreadTeam team(o.threads);
   const int64_t rows = rows_for(o.size_mib, o.cols, o.dtype);
   const Tensor weight = random_tensor(team, o.dtype, {rows, o.cols}, 1, 0.02f);
-  Tensor copy = Tensor::zeros(o.dtype, {rows, o.cols}).value();  // zeroed: pages touched
+  Tensor copy = Tensor::zeros(o.dtype, {rows, o.cols}).value();  // touched by the warm-up
   const ModuleInfo module = linear_module("bench.quantize", rows, o.cols, o.dtype);
   const TensorView view = TensorView::of(weight);
   uint64_t out_bytes = 0;
@@ -368,7 +368,9 @@ Figure measure_dequantize(Quantizer& q, const BenchOptions& o) {
                      "R2 (its input is quantized first)");
   }
   const std::vector<NamedView> views = views_of(packed);
-  Tensor src = Tensor::zeros(o.dtype, {rows, o.cols}).value();
+  // Written, not just allocated: large tensors are lazily zeroed mappings, and a memcpy from
+  // pages never touched would read the shared zero page from cache instead of DRAM.
+  const Tensor src = random_tensor(team, o.dtype, {rows, o.cols}, 4, 0.02f);
   Tensor dst = Tensor::zeros(o.dtype, {rows, o.cols}).value();
   uint64_t out_bytes = 0;
   const auto candidate = [&] {

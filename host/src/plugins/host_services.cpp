@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <unordered_set>
 
@@ -89,6 +91,114 @@ void log_message(void* ctx, int32_t level, const char* component, const char* ms
   }
 }
 
+// Note [host thread pool]: parallel_for used to start and join a std::thread per chunk on
+// every call, which cost tens of microseconds per call: a GEMV of one small layer is over in
+// about as long. The pool starts its workers on first use (hardware_concurrency - 1 of them;
+// the caller runs chunks too) and keeps them for the life of the process (never destroyed, so
+// no exit-time join can hang). Chunks are still the same contiguous ranges for a given thread
+// count, whichever thread runs them, so results do not depend on scheduling. One call uses the
+// pool at a time; a concurrent or nested call (a parallel_for from inside a chunk) falls back to
+// threads of its own rather than waiting.
+class ThreadPool {
+ public:
+  static ThreadPool& instance() {
+    static auto* pool = new ThreadPool();  // never freed: see the note
+    return *pool;
+  }
+
+  // Runs task(0..tasks) with the caller taking part; false when the pool is busy.
+  template <class Task>
+  bool try_run(int64_t tasks, const Task& task) {
+    if (tl_in_pool_) return false;  // nested: this thread already runs a chunk of the pool
+    std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+    if (!busy.owns_lock()) return false;
+    ensure_workers(tasks - 1);
+    Job job;
+    job.run = [](const void* t, int64_t i) { (*static_cast<const Task*>(t))(i); };
+    job.task = &task;
+    job.tasks = tasks;
+    job.next.store(0);
+    job.pending.store(tasks);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &job;
+      ++generation_;
+    }
+    wake_.notify_all();
+    tl_in_pool_ = true;
+    work_on(job);
+    tl_in_pool_ = false;
+    // The caller is done with its share; wait for chunks workers took.
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return job.pending.load() == 0; });
+    job_ = nullptr;
+    return true;
+  }
+
+ private:
+  struct Job {
+    void (*run)(const void*, int64_t) = nullptr;
+    const void* task = nullptr;
+    int64_t tasks = 0;
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> pending{0};
+  };
+
+  // Fewer workers than wanted (thread creation failed) only means the caller runs more chunks.
+  void ensure_workers(int64_t wanted) {
+    while (static_cast<int64_t>(workers_) < wanted) {
+      try {
+        std::thread([this] { worker(); }).detach();
+      } catch (const std::system_error&) {
+        return;
+      }
+      ++workers_;
+    }
+  }
+
+  void work_on(Job& job) {
+    for (int64_t i = job.next.fetch_add(1); i < job.tasks; i = job.next.fetch_add(1)) {
+      job.run(job.task, i);
+      if (job.pending.fetch_sub(1) == 1) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        done_.notify_all();
+      }
+    }
+  }
+
+  void worker() {
+    tl_in_pool_ = true;
+    uint64_t seen = 0;
+    for (;;) {
+      Job* job = nullptr;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        job = job_;
+        // A job that finished before this worker woke is gone; it only waits for the next.
+        if (job == nullptr) continue;
+        job->pending.fetch_add(1);  // hold the job open while this worker looks at it
+      }
+      work_on(*job);
+      if (job->pending.fetch_sub(1) == 1) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        done_.notify_all();
+      }
+    }
+  }
+
+  std::mutex busy_;  // held by the one call using the pool
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  uint64_t generation_ = 0;
+  Job* job_ = nullptr;
+  size_t workers_ = 0;  // only touched with busy_ held
+  static thread_local bool tl_in_pool_;
+};
+
+thread_local bool ThreadPool::tl_in_pool_ = false;
+
 qf_status* parallel_for(void* /*ctx*/, const qf_call_ctx* call, int64_t n, int64_t grain,
                         qf_range_fn fn, void* user) {
   if (fn == nullptr || n <= 0) return nullptr;
@@ -100,17 +210,19 @@ qf_status* parallel_for(void* /*ctx*/, const qf_call_ctx* call, int64_t n, int64
   if (threads <= 1) return fn(user, 0, n);
 
   // Contiguous equal chunks, one per thread: deterministic partition for a given thread count.
-  std::vector<qf_status*> results(static_cast<size_t>(threads), nullptr);
-  std::vector<std::thread> workers;
   const int64_t chunk = (n + threads - 1) / threads;
-  for (int64_t t = 0; t < threads; ++t) {
+  const int64_t tasks = (n + chunk - 1) / chunk;
+  std::vector<qf_status*> results(static_cast<size_t>(tasks), nullptr);
+  const auto task = [&](int64_t t) {
     const int64_t begin = t * chunk;
-    const int64_t end = std::min(n, begin + chunk);
-    if (begin >= end) break;
-    workers.emplace_back(
-        [&, t, begin, end] { results[static_cast<size_t>(t)] = fn(user, begin, end); });
+    results[static_cast<size_t>(t)] = fn(user, begin, std::min(n, begin + chunk));
+  };
+  if (!ThreadPool::instance().try_run(tasks, task)) {
+    std::vector<std::thread> workers;
+    for (int64_t t = 1; t < tasks; ++t) workers.emplace_back([&task, t] { task(t); });
+    task(0);
+    for (auto& w : workers) w.join();
   }
-  for (auto& w : workers) w.join();
   qf_status* first = nullptr;
   for (qf_status* s : results) {
     if (s == nullptr) continue;

@@ -2,8 +2,10 @@
 // contained (a throwing C++ plugin without the SDK guard is caught here), every status is turned
 // into a qforge::Error, and every output is validated before the host uses it.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <set>
 
 #include "plugins/host_services.hpp"
@@ -58,33 +60,98 @@ struct CTensorList {
   qf_tensor_list list{};
 };
 
-// Index of the first non-finite element of a floating tensor, or -1.
-int64_t first_non_finite(const Tensor& t) {
-  const DLDataType d = t.dtype();
-  const int64_t n = t.numel();
-  if (d.code == kDLFloat && d.bits == 32) {
-    const float* p = t.data_as<float>();
-    for (int64_t i = 0; i < n; ++i) {
-      if (!std::isfinite(p[i])) return i;
+// Note [output scan]: the host checks every floating output of a plugin for NaN/Inf (PL8).
+// A dequantized weight is the largest tensor a hook returns, and a one-thread element-by-element
+// scan of it took longer than the plugin's own work. The scan looks at fixed-size pieces whose
+// "any bad element" flag is a branch-free OR over exponent bits the compiler vectorizes; only a
+// piece that has one is searched element by element. Pieces are spread over the host pool
+// (parallel_for, the call's thread count) and the lowest bad index wins, so the answer is the
+// same as a sequential scan.
+constexpr int64_t kScanPiece = 2048;
+constexpr int64_t kScanGrain = int64_t{1} << 18;  // elements per parallel_for chunk at least
+
+typedef uint64_t alias_u64 __attribute__((may_alias));
+typedef uint32_t alias_u32 __attribute__((may_alias));
+typedef uint16_t alias_u16 __attribute__((may_alias));
+typedef uint8_t alias_u8 __attribute__((may_alias));
+
+// The elements of one dtype whose exponent bits are all ones (NaN or Inf), as (bits & mask) ==
+// mask; e4m3fn has no Inf and uses 0x7F / 0xFF for NaN, which is the same test.
+template <class U>
+int64_t first_bad_in(const U* p, int64_t begin, int64_t end, U mask) {
+  int64_t i = begin;
+  while (i < end) {
+    const int64_t stop = std::min(end, i + kScanPiece);
+    bool any = false;
+    if (stop - i == kScanPiece) {
+      U acc = 0;
+      for (int64_t k = 0; k < kScanPiece; ++k) acc |= static_cast<U>(((p[i + k] & mask) == mask));
+      any = acc != 0;
+    } else {
+      any = true;  // a short tail is searched directly
     }
-  } else if (d.code == kDLFloat && d.bits == 64) {
-    const double* p = t.data_as<double>();
-    for (int64_t i = 0; i < n; ++i) {
-      if (!std::isfinite(p[i])) return i;
+    if (any) {
+      for (int64_t k = i; k < stop; ++k) {
+        if ((p[k] & mask) == mask) return k;
+      }
     }
-  } else if ((d.code == kDLFloat || d.code == kDLBfloat) && d.bits == 16) {
-    const uint16_t exponent_mask = d.code == kDLFloat ? 0x7C00 : 0x7F80;
-    const uint16_t* p = t.data_as<uint16_t>();
-    for (int64_t i = 0; i < n; ++i) {
-      if ((p[i] & exponent_mask) == exponent_mask) return i;
-    }
-  } else if (d.code == QF_DL_FLOAT8_E4M3FN && d.bits == 8) {
-    const uint8_t* p = t.data_as<uint8_t>();
-    for (int64_t i = 0; i < n; ++i) {
-      if ((p[i] & 0x7F) == 0x7F) return i;  // e4m3fn has no inf; 0x7F/0xFF are NaN
-    }
+    i = stop;
   }
   return -1;
+}
+
+struct ScanJob {
+  const void* data = nullptr;
+  DLDataType dtype{};
+  std::atomic<int64_t> first{std::numeric_limits<int64_t>::max()};
+};
+
+int64_t scan_range(const void* data, DLDataType d, int64_t begin, int64_t end) {
+  if (d.code == kDLFloat && d.bits == 32) {
+    return first_bad_in(static_cast<const alias_u32*>(data), begin, end, alias_u32{0x7F800000u});
+  }
+  if (d.code == kDLFloat && d.bits == 64) {
+    return first_bad_in(static_cast<const alias_u64*>(data), begin, end,
+                        alias_u64{0x7FF0000000000000ull});
+  }
+  if ((d.code == kDLFloat || d.code == kDLBfloat) && d.bits == 16) {
+    const alias_u16 mask = d.code == kDLFloat ? 0x7C00 : 0x7F80;
+    return first_bad_in(static_cast<const alias_u16*>(data), begin, end, mask);
+  }
+  if (d.code == QF_DL_FLOAT8_E4M3FN && d.bits == 8) {
+    return first_bad_in(static_cast<const alias_u8*>(data), begin, end, alias_u8{0x7F});
+  }
+  return -1;
+}
+
+qf_status* scan_chunk(void* user, int64_t begin, int64_t end) {
+  auto* job = static_cast<ScanJob*>(user);
+  const int64_t bad = scan_range(job->data, job->dtype, begin, end);
+  if (bad >= 0) {
+    int64_t seen = job->first.load();
+    while (bad < seen && !job->first.compare_exchange_weak(seen, bad)) {
+    }
+  }
+  return nullptr;
+}
+
+// Index of the first non-finite element of a floating tensor, or -1. `call` gives the thread
+// count; `plugin_id` the services table whose parallel_for runs the scan.
+int64_t first_non_finite(const Tensor& t, const std::string& plugin_id, const qf_call_ctx& call) {
+  const DLDataType d = t.dtype();
+  const int64_t n = t.numel();
+  const bool floating =
+      d.code == kDLFloat || d.code == kDLBfloat || (d.code == QF_DL_FLOAT8_E4M3FN && d.bits == 8);
+  if (!floating || n == 0) return -1;
+  if (n < 2 * kScanGrain) return scan_range(t.data(), d, 0, n);
+  ScanJob job;
+  job.data = t.data();
+  job.dtype = d;
+  const qf_host_api* api = plugins::host_api_for(plugin_id);
+  qf_status* status = api->parallel_for(api->ctx, &call, n, kScanGrain, &scan_chunk, &job);
+  (void)consume_status(status, "output scan");  // scan_chunk never fails
+  const int64_t first = job.first.load();
+  return first == std::numeric_limits<int64_t>::max() ? -1 : first;
 }
 
 std::string shape_string(const std::vector<int64_t>& shape) {
@@ -264,7 +331,7 @@ Result<std::vector<NamedTensor>> Quantizer::quantize(const ModuleInfo& module,
                         "quantize returned success with no output", "report to the plugin vendor");
   }
   for (const auto& t : outputs) {
-    const int64_t bad = first_non_finite(t.tensor);
+    const int64_t bad = first_non_finite(t.tensor, plugin_id_, call);
     if (bad >= 0) {
       return plugin_error(context + " produced a non-finite value in '" + t.name + "'",
                           "element " + std::to_string(bad) + " of " + module.name + "." + t.name +
@@ -371,7 +438,7 @@ Result<std::vector<NamedTensor>> Quantizer::dequantize(const ModuleInfo& module,
         "got " + shape_string(weight->tensor.shape()) + ", expected " + shape_string(expected),
         "report to the plugin vendor");
   }
-  const int64_t bad = first_non_finite(weight->tensor);
+  const int64_t bad = first_non_finite(weight->tensor, plugin_id_, call);
   if (bad >= 0) {
     return plugin_error(context + " produced a non-finite weight",
                         "element " + std::to_string(bad) + " is NaN or infinite",
@@ -409,7 +476,7 @@ Status Quantizer::linear_forward(const ModuleInfo& module, const std::vector<Nam
         instance_, &call, &c.info, &list.list, const_cast<DLTensor*>(x.dl()),
         bias != nullptr ? const_cast<DLTensor*>(bias->dl()) : nullptr, y.dl());
   }));
-  const int64_t bad = first_non_finite(y);
+  const int64_t bad = first_non_finite(y, plugin_id_, call);
   if (bad >= 0) {
     return plugin_error(context + " produced a non-finite output",
                         "element " + std::to_string(bad) + " of the output of " + module.name +

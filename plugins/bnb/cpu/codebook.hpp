@@ -45,7 +45,7 @@ inline constexpr std::array<float, 15> kNf4Thresholds = {
 // bitsandbytes 0.50.2 by tools/reference/bnb4_reference.py).
 inline constexpr std::array<float, 16> kFp4Code = {
     0.0f,          0.0625f / 12.0f, 8.0f / 12.0f,  12.0f / 12.0f,    4.0f / 12.0f,  6.0f / 12.0f,
-    2.0f / 12.0f,  3.0f / 12.0f,    0.0f,         -0.0625f / 12.0f, -8.0f / 12.0f, -12.0f / 12.0f,
+    2.0f / 12.0f,  3.0f / 12.0f,    0.0f,          -0.0625f / 12.0f, -8.0f / 12.0f, -12.0f / 12.0f,
     -4.0f / 12.0f, -6.0f / 12.0f,   -2.0f / 12.0f, -3.0f / 12.0f};
 
 // csrc/kernels.cu dQuantizeFP4: thresholds on |x| between consecutive magnitudes in value order.

@@ -6,7 +6,7 @@
 // split into blocks of `blocksize` consecutive elements that cross rows; element e is nibble
 // (e odd ? low : high) of byte e / 2; block b has scale absmax(b).
 //
-// ISA variants: scalar is the reference; AVX2 (+FMA) and AVX-512 (F, BW, VL, DQ) are compiled
+// ISA variants: scalar is the reference; AVX2 (+FMA, F16C) and AVX-512 (F, BW, VL, DQ) are compiled
 // with per-function target attributes, so one binary runs on any x86-64, and are chosen at run
 // time from the CPU's features, or forced with QFORGE_BNB_KERNEL=scalar|avx2|avx512 (tests).
 // The vector paths need blocksize 64 and in % 64 == 0 (every real model); anything else runs
@@ -48,6 +48,9 @@ struct Weight4 {
 
 enum class Isa { kScalar, kAvx2, kAvx512 };
 
+// The dense float formats a weight is read from or written to (element e at base + e * size).
+enum class Dense { kF32, kF16, kBF16 };
+
 const char* isa_name(Isa isa) noexcept;
 bool isa_supported(Isa isa) noexcept;  // does this CPU run it?
 // The best supported ISA, or QFORGE_BNB_KERNEL's choice when set and supported (an
@@ -67,6 +70,21 @@ void quantize_blocks_4bit(QuantType type, const float* w, int64_t n, int64_t blo
 // strided inputs.
 float quantize_block_4bit(QuantType type, const float* w, int64_t count, uint8_t* codes) noexcept;
 
+// Quantizes whole 64-element blocks [block_begin, block_end) of a contiguous dense weight
+// (element e at src + e * size), converting F16/BF16 exactly to float32 first. Stops at the
+// first block holding a NaN or Inf and returns its index (its outputs are not written), or
+// block_end when every block was quantized. Output bytes and absmax equal quantize_blocks_4bit
+// on the float32 values bit for bit, on every ISA.
+int64_t quantize_dense_4bit(Isa isa, QuantType type, Dense kind, const void* src,
+                            int64_t block_begin, int64_t block_end, uint8_t* packed,
+                            float* absmax) noexcept;
+int64_t quantize_dense_4bit_scalar(QuantType type, Dense kind, const void* src, int64_t block_begin,
+                                   int64_t block_end, uint8_t* packed, float* absmax) noexcept;
+int64_t quantize_dense_4bit_avx2(QuantType type, Dense kind, const void* src, int64_t block_begin,
+                                 int64_t block_end, uint8_t* packed, float* absmax) noexcept;
+int64_t quantize_dense_4bit_avx512(QuantType type, Dense kind, const void* src, int64_t block_begin,
+                                   int64_t block_end, uint8_t* packed, float* absmax) noexcept;
+
 // Double quantization of `count` absmax values: offset = mean (double accumulator, rounded
 // to float; see docs/bnb-4bit.md), then blocks of 256 of (absmax - offset) against the dynamic
 // map. codes: count bytes; nested: ceil(count / 256) floats.
@@ -77,6 +95,19 @@ float double_quantize(const float* absmax, int64_t count, uint8_t* codes, float*
 // Writes elements [e_begin, e_end) of the dense fp32 weight into out[0 .. e_end - e_begin).
 void dequantize_range(Isa isa, const Weight4& w, int64_t e_begin, int64_t e_end,
                       float* out) noexcept;
+
+// Writes whole 64-element blocks [block_begin, block_end) of the dense weight as `kind` at
+// `out` (element block_begin * 64 first), rounding to nearest even like write_floats. Needs
+// w.blocksize == 64. `stream`: non-temporal stores, for outputs far larger than the cache
+// (out must then be 64-byte aligned; the scalar path ignores it). Bit-identical on every ISA.
+void dequantize_dense(Isa isa, const Weight4& w, Dense kind, int64_t block_begin, int64_t block_end,
+                      void* out, bool stream) noexcept;
+void dequantize_dense_scalar(const Weight4& w, Dense kind, int64_t block_begin, int64_t block_end,
+                             void* out) noexcept;
+void dequantize_dense_avx2(const Weight4& w, Dense kind, int64_t block_begin, int64_t block_end,
+                           void* out, bool stream) noexcept;
+void dequantize_dense_avx512(const Weight4& w, Dense kind, int64_t block_begin, int64_t block_end,
+                             void* out, bool stream) noexcept;
 
 // ------------------------------------------------------------------ linear
 
@@ -89,15 +120,19 @@ void dequantize_range(Isa isa, const Weight4& w, int64_t e_begin, int64_t e_end,
 //            element 2 * (4 l + k / 2) + (k even ? 1 : 0).
 enum class XLayout { kNatural, kBlock64, kWord128 };
 XLayout x_layout(Isa isa, const Weight4& w, int64_t rows) noexcept;
-// Writes rows * in floats of x (natural order) in `layout`.
-void prepare_x(XLayout layout, const float* x, int64_t rows, int64_t in, float* out) noexcept;
+// Floats between rows of the prepared x: `in`, plus one cache line when there are several rows
+// (rows a power of two bytes apart share one L1 set, and a GEMM reads them all at one offset).
+int64_t x_stride(int64_t in, int64_t rows) noexcept;
+// Writes rows of x (natural order, `in` floats each) in `layout`, row m at out + m * ldx.
+void prepare_x(XLayout layout, const float* x, int64_t rows, int64_t in, int64_t ldx,
+               float* out) noexcept;
 
 // y[m * ldy + r] = sum_k W[r, k] * x[m * in + k] (+ bias[r]) for r in [row_begin, row_end)
-// and m in [0, rows). x: natural order; xprep: prepare_x(x_layout(isa, w, rows), x) or
-// nullptr (then the scalar path runs). bias may be nullptr. Rows of y are independent, so
+// and m in [0, rows). x: natural order; xprep: prepare_x(x_layout(isa, w, rows), x, ..., ldx)
+// or nullptr (then the scalar path runs). bias may be nullptr. Rows of y are independent, so
 // disjoint row ranges may run concurrently and the result does not depend on the split.
-void linear_4bit(Isa isa, const Weight4& w, const float* x, const float* xprep, int64_t rows,
-                 const float* bias, float* y, int64_t ldy, int64_t row_begin,
+void linear_4bit(Isa isa, const Weight4& w, const float* x, const float* xprep, int64_t ldx,
+                 int64_t rows, const float* bias, float* y, int64_t ldy, int64_t row_begin,
                  int64_t row_end) noexcept;
 
 // True when `isa`'s vector path can serve w (else linear_4bit runs scalar).
@@ -106,10 +141,12 @@ bool vector_path_applies(const Weight4& w) noexcept;
 // The per-ISA kernels behind linear_4bit (exposed for the bench helper and tests).
 void linear_4bit_scalar(const Weight4& w, const float* x, int64_t rows, const float* bias, float* y,
                         int64_t ldy, int64_t row_begin, int64_t row_end) noexcept;
-void linear_4bit_avx2(const Weight4& w, const float* xperm, int64_t rows, const float* bias,
-                      float* y, int64_t ldy, int64_t row_begin, int64_t row_end) noexcept;
-void linear_4bit_avx512(const Weight4& w, const float* xperm, int64_t rows, const float* bias,
-                        float* y, int64_t ldy, int64_t row_begin, int64_t row_end) noexcept;
+void linear_4bit_avx2(const Weight4& w, const float* xperm, int64_t ldx, int64_t rows,
+                      const float* bias, float* y, int64_t ldy, int64_t row_begin,
+                      int64_t row_end) noexcept;
+void linear_4bit_avx512(const Weight4& w, const float* xperm, int64_t ldx, int64_t rows,
+                        const float* bias, float* y, int64_t ldy, int64_t row_begin,
+                        int64_t row_end) noexcept;
 // One row of x in the kWord128 layout; needs in % 128 == 0.
 void gemv_4bit_avx512_words(const Weight4& w, const float* xq, const float* bias, float* y,
                             int64_t row_begin, int64_t row_end) noexcept;

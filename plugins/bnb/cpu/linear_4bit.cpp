@@ -32,9 +32,11 @@ bool isa_supported(Isa isa) noexcept {
   switch (isa) {
     case Isa::kAvx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("f16c");
     case Isa::kAvx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             __builtin_cpu_supports("f16c");
     case Isa::kScalar:
       return true;
   }
@@ -89,10 +91,13 @@ XLayout x_layout(Isa isa, const Weight4& w, int64_t rows) noexcept {
   return XLayout::kBlock64;
 }
 
-void prepare_x(XLayout layout, const float* x, int64_t rows, int64_t in, float* out) noexcept {
+int64_t x_stride(int64_t in, int64_t rows) noexcept { return rows > 1 ? in + 16 : in; }
+
+void prepare_x(XLayout layout, const float* x, int64_t rows, int64_t in, int64_t ldx,
+               float* out) noexcept {
   for (int64_t m = 0; m < rows; ++m) {
     const float* src_row = x + m * in;
-    float* dst_row = out + m * in;
+    float* dst_row = out + m * ldx;
     if (layout == XLayout::kNatural) {
       std::memcpy(dst_row, src_row, static_cast<size_t>(in) * sizeof(float));
     } else if (layout == XLayout::kBlock64) {
@@ -138,16 +143,16 @@ void linear_4bit_scalar(const Weight4& w, const float* x, int64_t rows, const fl
   }
 }
 
-void linear_4bit(Isa isa, const Weight4& w, const float* x, const float* xprep, int64_t rows,
-                 const float* bias, float* y, int64_t ldy, int64_t row_begin,
+void linear_4bit(Isa isa, const Weight4& w, const float* x, const float* xprep, int64_t ldx,
+                 int64_t rows, const float* bias, float* y, int64_t ldy, int64_t row_begin,
                  int64_t row_end) noexcept {
   const XLayout layout = xprep != nullptr ? x_layout(isa, w, rows) : XLayout::kNatural;
   if (layout == XLayout::kWord128) {
     gemv_4bit_avx512_words(w, xprep, bias, y, row_begin, row_end);
   } else if (layout == XLayout::kBlock64 && isa == Isa::kAvx512) {
-    linear_4bit_avx512(w, xprep, rows, bias, y, ldy, row_begin, row_end);
+    linear_4bit_avx512(w, xprep, ldx, rows, bias, y, ldy, row_begin, row_end);
   } else if (layout == XLayout::kBlock64 && isa == Isa::kAvx2) {
-    linear_4bit_avx2(w, xprep, rows, bias, y, ldy, row_begin, row_end);
+    linear_4bit_avx2(w, xprep, ldx, rows, bias, y, ldy, row_begin, row_end);
   } else {
     linear_4bit_scalar(w, x, rows, bias, y, ldy, row_begin, row_end);
   }

@@ -111,6 +111,9 @@ QF_AVX512 void gemv_words_avx512(const Weight4& w, const float* xq, const float*
     const __m512 xb0 = _mm512_loadu_ps(xc + 16);
 #pragma GCC unroll 4
     for (int i = 0; i < R; ++i) {
+      // The same bytes of the next group of R rows: R streams 2 KiB apart defeat the hardware
+      // prefetcher often enough that the loads below waited on DRAM.
+      _mm_prefetch(reinterpret_cast<const char*>(rows[i] + R * (w.in / 2) + c * 64), _MM_HINT_T0);
       v[i] = _mm512_loadu_si512(rows[i] + c * 64);
       s[i] = _mm512_mul_ps(_mm512_permutexvar_ps(v[i], lut), xa0);
       t[i] = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v[i], 4), lut), xb0);
@@ -141,75 +144,136 @@ QF_AVX512 void gemv_words_avx512(const Weight4& w, const float* xq, const float*
   }
 }
 
-// MT rows of x against one weight row r: the block is decoded once and scaled, then feeds MT
-// pairs of accumulators.
-template <int MT>
-QF_AVX512 void gemm_tile_avx512(const Weight4& w, const float* xp, float* y, int64_t ldy, int64_t r,
-                                float bias_r) {
+// MT rows of x against R weight rows from r, over blocks [j0, j1): each block is decoded and
+// scaled once, then feeds MT pairs of accumulators (two per x row, so a block's four FMAs into
+// one row form two short chains). The running sums live in acc[(k * MT + i)] between k-chunks
+// (see linear_4bit_avx512); R = 2 for small MT keeps enough independent chains in flight.
+template <int MT, int R>
+QF_AVX512 void gemm_rows_avx512(const Weight4& w, const float* xp, int64_t ldx, int64_t r,
+                                int64_t j0, int64_t j1, __m512* acc) {
   const __m512 lut = _mm512_loadu_ps(w.code);
   const int64_t blocks = w.in / kBlock;
-  const uint8_t* row = w.packed + r * (w.in / 2);
-  const int64_t b0 = r * blocks;
-  __m512 a[MT];
-  __m512 b[MT];
-#pragma GCC unroll 4
-  for (int i = 0; i < MT; ++i) {
-    a[i] = _mm512_setzero_ps();
-    b[i] = _mm512_setzero_ps();
-  }
-  for (int64_t j = 0; j < blocks; ++j) {
-    QF_DECODE_BLOCK_512(row + j * 32, lut, h0, h1, l0, l1);
-    const __m512 scale = _mm512_set1_ps(w.absmax.at(b0 + j));
-    const __m512 wh0 = _mm512_mul_ps(h0, scale);
-    const __m512 wh1 = _mm512_mul_ps(h1, scale);
-    const __m512 wl0 = _mm512_mul_ps(l0, scale);
-    const __m512 wl1 = _mm512_mul_ps(l1, scale);
-#pragma GCC unroll 4
+  __m512 a[R][MT];
+  __m512 b[R][MT];
+#pragma GCC unroll 2
+  for (int k = 0; k < R; ++k) {
+#pragma GCC unroll 8
     for (int i = 0; i < MT; ++i) {
-      const float* xb = xp + i * w.in + j * kBlock;
-      a[i] = _mm512_fmadd_ps(wh0, _mm512_loadu_ps(xb), a[i]);
-      b[i] = _mm512_fmadd_ps(wl0, _mm512_loadu_ps(xb + 32), b[i]);
-      a[i] = _mm512_fmadd_ps(wh1, _mm512_loadu_ps(xb + 16), a[i]);
-      b[i] = _mm512_fmadd_ps(wl1, _mm512_loadu_ps(xb + 48), b[i]);
+      a[k][i] = acc[k * MT + i];
+      b[k][i] = _mm512_setzero_ps();
     }
   }
-  for (int i = 0; i < MT; ++i) {
-    y[i * ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(a[i], b[i])) + bias_r;
+  for (int64_t j = j0; j < j1; ++j) {
+#pragma GCC unroll 2
+    for (int k = 0; k < R; ++k) {
+      _mm_prefetch(reinterpret_cast<const char*>(w.packed + (r + k) * (w.in / 2) + j * 32 + 512),
+                   _MM_HINT_T0);
+      QF_DECODE_BLOCK_512(w.packed + (r + k) * (w.in / 2) + j * 32, lut, h0, h1, l0, l1);
+      const __m512 scale = _mm512_set1_ps(w.absmax.at((r + k) * blocks + j));
+      const __m512 wh0 = _mm512_mul_ps(h0, scale);
+      const __m512 wh1 = _mm512_mul_ps(h1, scale);
+      const __m512 wl0 = _mm512_mul_ps(l0, scale);
+      const __m512 wl1 = _mm512_mul_ps(l1, scale);
+#pragma GCC unroll 8
+      for (int i = 0; i < MT; ++i) {
+        const float* xb = xp + i * ldx + j * kBlock;
+        a[k][i] = _mm512_fmadd_ps(wh0, _mm512_loadu_ps(xb), a[k][i]);
+        b[k][i] = _mm512_fmadd_ps(wl0, _mm512_loadu_ps(xb + 32), b[k][i]);
+        a[k][i] = _mm512_fmadd_ps(wh1, _mm512_loadu_ps(xb + 16), a[k][i]);
+        b[k][i] = _mm512_fmadd_ps(wl1, _mm512_loadu_ps(xb + 48), b[k][i]);
+      }
+    }
+  }
+#pragma GCC unroll 2
+  for (int k = 0; k < R; ++k) {
+#pragma GCC unroll 8
+    for (int i = 0; i < MT; ++i) acc[k * MT + i] = _mm512_add_ps(a[k][i], b[k][i]);
+  }
+}
+
+// Weight rows [r0, r1) against MT rows of x over blocks [j0, j1); acc holds MT sums per row.
+template <int MT>
+QF_AVX512 void gemm_tile_avx512(const Weight4& w, const float* xp, int64_t ldx, int64_t r0,
+                                int64_t r1, int64_t j0, int64_t j1, __m512* acc) {
+  constexpr int R = MT <= 4 ? 2 : 1;
+  int64_t r = r0;
+  for (; r + R <= r1; r += R) gemm_rows_avx512<MT, R>(w, xp, ldx, r, j0, j1, acc + (r - r0) * MT);
+  for (; r < r1; ++r) gemm_rows_avx512<MT, 1>(w, xp, ldx, r, j0, j1, acc + (r - r0) * MT);
+}
+
+QF_AVX512 void gemm_tile_any(int mt, const Weight4& w, const float* xp, int64_t ldx, int64_t r0,
+                             int64_t r1, int64_t j0, int64_t j1, __m512* acc) {
+  switch (mt) {
+    case 1:
+      return gemm_tile_avx512<1>(w, xp, ldx, r0, r1, j0, j1, acc);
+    case 2:
+      return gemm_tile_avx512<2>(w, xp, ldx, r0, r1, j0, j1, acc);
+    case 3:
+      return gemm_tile_avx512<3>(w, xp, ldx, r0, r1, j0, j1, acc);
+    case 4:
+      return gemm_tile_avx512<4>(w, xp, ldx, r0, r1, j0, j1, acc);
+    case 5:
+      return gemm_tile_avx512<5>(w, xp, ldx, r0, r1, j0, j1, acc);
+    case 6:
+      return gemm_tile_avx512<6>(w, xp, ldx, r0, r1, j0, j1, acc);
+    case 7:
+      return gemm_tile_avx512<7>(w, xp, ldx, r0, r1, j0, j1, acc);
+    default:
+      return gemm_tile_avx512<8>(w, xp, ldx, r0, r1, j0, j1, acc);
   }
 }
 
 }  // namespace
 
-QF_AVX512 void linear_4bit_avx512(const Weight4& w, const float* xperm, int64_t rows,
+QF_AVX512 void linear_4bit_avx512(const Weight4& w, const float* xperm, int64_t ldx, int64_t rows,
                                   const float* bias, float* y, int64_t ldy, int64_t row_begin,
                                   int64_t row_end) noexcept {
   if (rows == 1) {
     gemv_avx512(w, xperm, bias, y, row_begin, row_end);
     return;
   }
-  // Chunks of x rows small enough to stay in cache while every weight row of the range
-  // streams past them.
-  constexpr int64_t kRowChunk = 32;
-  for (int64_t m0 = 0; m0 < rows; m0 += kRowChunk) {
-    const int64_t m1 = std::min(rows, m0 + kRowChunk);
-    for (int64_t r = row_begin; r < row_end; ++r) {
-      const float bias_r = bias != nullptr ? bias[r] : 0.0f;
-      int64_t m = m0;
-      for (; m + 4 <= m1; m += 4) {
-        gemm_tile_avx512<4>(w, xperm + m * w.in, y + m * ldy, ldy, r, bias_r);
+  // Blocking: x rows in tiles of at most 8 (their accumulators fill the registers), taken 16 at
+  // a time; k in chunks whose slice of those x rows fits in 16 KiB of L1; weight rows in groups
+  // of 8 whose running sums (one vector per weight row and x row) stay in L1 between chunks.
+  // Every weight byte is read from memory once per call, x from L1. Each output's sum runs over
+  // the blocks in order whatever the grouping, so the result does not depend on the row split.
+  constexpr int64_t kMaxTile = 8;
+  constexpr int64_t kMaxRows = 16;
+  constexpr int64_t kRowGroup = 8;
+  const int64_t blocks = w.in / kBlock;
+  alignas(64) __m512 acc[kRowGroup * kMaxRows];
+  for (int64_t m0 = 0; m0 < rows; m0 += kMaxRows) {
+    const int64_t mrows = std::min(kMaxRows, rows - m0);
+    // One or two x rows: whole weight rows in one pass, so each row streams sequentially (the
+    // hardware prefetcher's best case); the loads of x then come from L2, which the FMAs of
+    // so few rows do not outrun.
+    const int64_t chunk =
+        mrows <= 2 ? blocks : std::max<int64_t>(1, (16 << 10) / (mrows * kBlock * 4));
+    const int64_t tiles = (mrows + kMaxTile - 1) / kMaxTile;
+    const float* xm = xperm + m0 * ldx;
+    for (int64_t r0 = row_begin; r0 < row_end; r0 += kRowGroup) {
+      const int64_t r1 = std::min(row_end, r0 + kRowGroup);
+      for (auto& v : acc) v = _mm512_setzero_ps();
+      for (int64_t j0 = 0; j0 < blocks; j0 += chunk) {
+        const int64_t j1 = std::min(blocks, j0 + chunk);
+        for (int64_t t = 0; t < tiles; ++t) {
+          // Even tiles (16 -> 8 + 8, 12 -> 6 + 6) rather than a full tile and a thin one.
+          const int64_t t0 = mrows * t / tiles;
+          const int64_t t1 = mrows * (t + 1) / tiles;
+          gemm_tile_any(static_cast<int>(t1 - t0), w, xm + t0 * ldx, ldx, r0, r1, j0, j1,
+                        acc + t0 * kRowGroup);
+        }
       }
-      switch (m1 - m) {
-        case 3:
-          gemm_tile_avx512<3>(w, xperm + m * w.in, y + m * ldy, ldy, r, bias_r);
-          break;
-        case 2:
-          gemm_tile_avx512<2>(w, xperm + m * w.in, y + m * ldy, ldy, r, bias_r);
-          break;
-        case 1:
-          gemm_tile_avx512<1>(w, xperm + m * w.in, y + m * ldy, ldy, r, bias_r);
-          break;
-        default:
-          break;
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t t0 = mrows * t / tiles;
+        const int64_t mt = mrows * (t + 1) / tiles - t0;
+        for (int64_t r = r0; r < r1; ++r) {
+          const float bias_r = bias != nullptr ? bias[r] : 0.0f;
+          for (int64_t i = 0; i < mt; ++i) {
+            y[(m0 + t0 + i) * ldy + r] =
+                _mm512_reduce_add_ps(acc[t0 * kRowGroup + (r - r0) * mt + i]) + bias_r;
+          }
+        }
       }
     }
   }
