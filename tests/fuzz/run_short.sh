@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A short, fixed-seed libFuzzer run of each fuzz target (tools/test.sh runs it; CI-sized):
-# manifest_fuzz (plugin manifests) and safetensors_fuzz (safetensors headers).
+# manifest_fuzz (plugin manifests), safetensors_fuzz (safetensors headers) and gguf_fuzz
+# (GGUF headers + dequantization).
 #   tests/fuzz/run_short.sh [BUILD_DIR]
 # BUILD_DIR defaults to $QFORGE_FUZZ_BUILD_DIR, else build-fuzz/ in the repository root. It is a
 # separate clang build (-DQFORGE_FUZZ=ON); only the fuzz targets are built. The committed
@@ -13,7 +14,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-${QFORGE_FUZZ_BUILD_DIR:-$root/build-fuzz}}
 runs=${QFORGE_FUZZ_RUNS:-20000}
 # target:max_len; each has corpus/<name>/ and <name>.dict
-targets="manifest:4096 safetensors:8192"
+targets="manifest:4096 safetensors:8192 gguf:8192"
 
 for tool in clang clang++; do
   if ! command -v "$tool" >/dev/null 2>&1; then
@@ -29,7 +30,7 @@ if ! CC=clang CXX=clang++ cmake -S "$root" -B "$build" -DQFORGE_FUZZ=ON \
   echo "run_short.sh: configuring $build failed (log above)" >&2
   exit 1
 fi
-if ! cmake --build "$build" -j2 --target manifest_fuzz safetensors_fuzz >"$build/fuzz-build.log" 2>&1; then
+if ! cmake --build "$build" -j2 --target manifest_fuzz safetensors_fuzz gguf_fuzz >"$build/fuzz-build.log" 2>&1; then
   tail -n 60 "$build/fuzz-build.log" >&2
   echo "run_short.sh: building the fuzz targets failed (log above)" >&2
   exit 1
