@@ -87,8 +87,8 @@ Allowed allowed_difference(const nlohmann::json& reference, const std::string& n
   if (reference["quant_type"] == "fp4" && quantized_weight) return Allowed::kBytes;
   // Double quantization: nested_offset is written with a fixed width (Note [nested_offset
   // width]) where Python writes repr(); the value parsed is the same double.
-  if (reference["double_quant"].get<bool>() && name.find(".quant_state.bitsandbytes__") !=
-                                                   std::string::npos) {
+  if (reference["double_quant"].get<bool>() &&
+      name.find(".quant_state.bitsandbytes__") != std::string::npos) {
     return Allowed::kShapeAndBytes;
   }
   return Allowed::kNothing;
@@ -114,7 +114,8 @@ TEST_P(Bnb4Reference, QuantizeMatchesTransformersBitsandbytes) {
         << " must be made again (tools/reference/bnb4_reference.py)";
   }
 
-  std::vector<std::string> args = {"quantize", model.string(), "-o", (tmp.path() / "q").string(),
+  std::vector<std::string> args = {"quantize", model.string(),
+                                   "-o",       (tmp.path() / "q").string(),
                                    "--method", reference["quant_type"].get<std::string>()};
   if (reference["double_quant"].get<bool>()) {
     args.insert(args.end(), {"--set", "bnb_4bit_use_double_quant=true"});

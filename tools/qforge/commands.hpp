@@ -24,5 +24,9 @@ Command add_plan_command(CLI::App& parent, CliContext& ctx);      // plan_cmd.cp
 Command add_quantize_command(CLI::App& parent, CliContext& ctx);  // quantize_cmd.cpp
 Command add_inspect_command(CLI::App& parent, CliContext& ctx);   // inspect_cmd.cpp
 Command add_bench_command(CLI::App& parent, CliContext& ctx);     // bench_cmd.cpp
+Command add_verify_command(CLI::App& parent, CliContext& ctx);    // verify_cmd.cpp
+Command add_convert_command(CLI::App& parent, CliContext& ctx);   // convert_cmd.cpp
+Command add_generate_command(CLI::App& parent, CliContext& ctx);  // generate_cmd.cpp
+Command add_eval_command(CLI::App& parent, CliContext& ctx);      // eval_cmd.cpp
 
 }  // namespace qforge::cli

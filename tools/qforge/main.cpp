@@ -52,7 +52,9 @@ int run(int argc, char** argv, CliContext& ctx) {
   add_global_options(app, ctx.options);
   const std::vector<Command> commands = {
       add_doctor_command(app, ctx),   add_plugins_command(app, ctx), add_plan_command(app, ctx),
-      add_quantize_command(app, ctx), add_inspect_command(app, ctx), add_bench_command(app, ctx)};
+      add_quantize_command(app, ctx), add_inspect_command(app, ctx), add_bench_command(app, ctx),
+      add_convert_command(app, ctx),  add_verify_command(app, ctx),  add_generate_command(app, ctx),
+      add_eval_command(app, ctx)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

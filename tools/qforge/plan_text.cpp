@@ -73,7 +73,8 @@ std::string summary_text(const Plan& plan, const QuantizeSummary& summary,
     << ratio_str(summary.footprint_ratio()) << "\n"
     << "Wrote " << out_dir << " (" << summary.written.shards << " shard"
     << (summary.written.shards == 1 ? "" : "s") << ") in " << std::fixed << std::setprecision(1)
-    << summary.seconds << " s; peak memory " << format_bytes(summary.peak_rss_bytes) << "\n";
+    << summary.seconds << " s; peak memory " << format_bytes(summary.peak_rss_bytes) << " ("
+    << format_bytes(summary.start_rss_bytes) << " at start)\n";
   return s.str();
 }
 

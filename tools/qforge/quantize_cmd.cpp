@@ -91,7 +91,8 @@ int run_quantize_command(CliContext& ctx, const QuantizeFlags& flags) {
                             {"shards", done.written.shards},
                             {"files", files},
                             {"seconds", done.seconds},
-                            {"peak_rss_bytes", done.peak_rss_bytes}});
+                            {"peak_rss_bytes", done.peak_rss_bytes},
+                            {"start_rss_bytes", done.start_rss_bytes}});
   } else {
     ctx.out->text(summary_text(plan, done, flags.out_dir));
   }

@@ -34,6 +34,9 @@ struct MethodManifest {
   bool requires_calibration = false;
   std::vector<std::string> loading_attributes;
   std::vector<std::string> config_keys;  // keys the method understands ({} = any)
+  // `verify:` block: thresholds of `qforge verify` checks by check id (docs/verify.md); they
+  // replace the host's defaults for this method, and --threshold replaces them.
+  std::map<std::string, double> verify_thresholds;
 };
 
 struct PluginManifest {

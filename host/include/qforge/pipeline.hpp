@@ -101,6 +101,9 @@ struct QuantizeSummary {
   uint64_t bytes_before = 0, bytes_after = 0;
   double seconds = 0;
   uint64_t peak_rss_bytes = 0;  // of the whole process so far (getrusage), for the report
+  // Resident memory when run_quantize started (libraries, LibTorch, the plan): peak minus this
+  // is what quantizing itself cost.
+  uint64_t start_rss_bytes = 0;
   double footprint_ratio() const { return bytes_after ? double(bytes_before) / bytes_after : 0; }
 };
 

@@ -2,8 +2,10 @@
 // from the input mapping only when their module comes up, and each output tensor goes straight
 // to its offset in the output shard, so memory holds about one module's outputs at a time.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <optional>
 #include <set>
 
@@ -12,6 +14,14 @@
 
 namespace qforge {
 namespace {
+
+// Current resident set of this process (/proc/self/statm, second field, in pages); 0 if unknown.
+uint64_t current_rss_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  uint64_t size_pages = 0, resident_pages = 0;
+  if (!(statm >> size_pages >> resident_pages)) return 0;
+  return resident_pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
 
 Status cancelled_error() {
   return Error(ErrorCode::kCancelled, ExitCode::kInternal, "quantization cancelled",
@@ -74,6 +84,7 @@ Result<QuantizeSummary> run_quantize(const Plan& plan, const Checkpoint& checkpo
                        "pass --method or a config with a quant_method");
   }
   const auto start = std::chrono::steady_clock::now();
+  const uint64_t start_rss = current_rss_bytes();
   auto created = CheckpointWriter::create(options.out_dir, plan.layout, options.writer);
   if (!created.ok()) return created.error();
   CheckpointWriter& writer = *created.value();
@@ -121,6 +132,7 @@ Result<QuantizeSummary> run_quantize(const Plan& plan, const Checkpoint& checkpo
   if (!written.ok()) return written.error();
 
   QuantizeSummary summary;
+  summary.start_rss_bytes = start_rss;
   summary.written = std::move(written).value();
   summary.quantized = plan.quantized;
   summary.kept = plan.kept;

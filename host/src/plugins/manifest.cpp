@@ -20,6 +20,7 @@
 
 #include "plugins/manifest_fields.hpp"
 #include "plugins/manifest_yaml.hpp"
+#include "qforge/verify.hpp"
 
 namespace qforge {
 namespace {
@@ -144,6 +145,43 @@ Status parse_device(const ManifestCtx& ctx, const YamlNode& node, const std::str
 
 // --- methods ----------------------------------------------------------------------------------
 
+// `verify:`: threshold by `qforge verify` check id (docs/verify.md). Shares (cosine, top-1,
+// agreement) lie in [0, 1]; the other figures are >= 0.
+Status parse_verify(const ManifestCtx& ctx, const YamlNode& node, const std::string& path,
+                    std::map<std::string, double>* out) {
+  const std::vector<std::string>& ids = threshold_check_ids();
+  std::string known;
+  for (const auto& id : ids) known += (known.empty() ? "" : ", ") + id;
+  if (!node.is_map()) {
+    return type_error(ctx, path, node, "a mapping of check id to threshold",
+                      "write e.g. 'verify: {top1: 0.8, kl: 0.1}'");
+  }
+  for (std::size_t i = 0; i < node.keys.size(); ++i) {
+    const std::string& id = node.keys[i].value;
+    const std::string field = join_path(path, plugins::escape_key(id));
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) {
+      return field_error(ctx, field, &node.keys[i], "unknown check " + quote_for_message(id),
+                         "checks that take a threshold: " + known, "use one of those ids");
+    }
+    const YamlNode& value = node.values[i];
+    auto json = plugins::yaml_to_json(ctx, value, field);
+    if (!json.ok()) return json.error();
+    if (!value.is_scalar() || !value.plain || !json.value().is_number()) {
+      return type_error(ctx, field, value, "a number", "write e.g. '" + id + ": 0.8'");
+    }
+    const double v = json.value().get<double>();
+    const bool share =
+        id == "logit_cosine" || id == "top1" || id == "generation" || id == "embedding_cosine";
+    if (v < 0 || (share && v > 1)) {
+      return field_error(ctx, field, &value, "threshold " + value.value + " is out of range",
+                         share ? "this figure is a share: 0 to 1" : "this figure is >= 0",
+                         "give a value in range");
+    }
+    (*out)[id] = v;
+  }
+  return ok_status();
+}
+
 Status parse_method(const ManifestCtx& ctx, const YamlNode& node, const std::string& path,
                     MethodManifest* out) {
   if (!node.is_map()) {
@@ -158,7 +196,8 @@ Status parse_method(const ManifestCtx& ctx, const YamlNode& node, const std::str
                     {"priority", false, "priority: 100"},
                     {"requires_calibration", false, "requires_calibration: false"},
                     {"loading_attributes", false, "loading_attributes: [group_size]"},
-                    {"config_keys", false, "config_keys: [bits, group_size]"}});
+                    {"config_keys", false, "config_keys: [bits, group_size]"},
+                    {"verify", false, "verify: {top1: 0.8, kl: 0.1}"}});
   QF_RETURN_IF_ERROR(fields.check_keys(nullptr));
   QF_RETURN_IF_ERROR(read_name(ctx, fields.path_of("quant_method"), *fields.find("quant_method"),
                                "quant_method", "acme_int4", &out->quant_method));
@@ -244,6 +283,9 @@ Status parse_method(const ManifestCtx& ctx, const YamlNode& node, const std::str
   if (const YamlNode* v = fields.find("config_keys")) {
     QF_RETURN_IF_ERROR(read_string_list(ctx, fields.path_of("config_keys"), *v,
                                         "[bits, group_size]", check_plain_word, &out->config_keys));
+  }
+  if (const YamlNode* v = fields.find("verify")) {
+    QF_RETURN_IF_ERROR(parse_verify(ctx, *v, fields.path_of("verify"), &out->verify_thresholds));
   }
   return ok_status();
 }
