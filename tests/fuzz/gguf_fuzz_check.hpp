@@ -1,5 +1,5 @@
 // The property the GGUF fuzzer checks, shared by the libFuzzer target (gguf_fuzz.cpp) and the
-// corpus replay test (gguf_fuzz_replay_test.cpp): for any bytes, parse_gguf_header returns a
+// corpus replay test (fuzz_replay_test.cpp): for any bytes, parse_gguf_header returns a
 // header or a bad-input error, never throws, and an accepted header is self-consistent (aligned
 // data section inside the input, supported tensors inside it and disjoint, sizes agreeing with
 // their shapes), and small accepted tensors dequantize to exactly n_elements values.

@@ -1,5 +1,5 @@
 // The property the manifest fuzzer checks, shared by the libFuzzer target (manifest_fuzz.cpp) and
-// the corpus replay test (manifest_fuzz_replay_test.cpp): for any bytes, parse_manifest_text
+// the corpus replay test (fuzz_replay_test.cpp): for any bytes, parse_manifest_text
 // returns (a manifest or a bad-input error), never throws, and what it returns is well formed.
 #pragma once
 

@@ -1,5 +1,5 @@
 // The property the safetensors fuzzer checks, shared by the libFuzzer target
-// (safetensors_fuzz.cpp) and the corpus replay test (safetensors_fuzz_replay_test.cpp): for any
+// (safetensors_fuzz.cpp) and the corpus replay test (fuzz_replay_test.cpp): for any
 // bytes, parse_safetensors_header returns a header or a bad-input error, never throws, and an
 // accepted header is self-consistent (tensors tile the data section exactly, sizes agree).
 #pragma once

@@ -1,6 +1,8 @@
 // Replays every committed fuzz input (corpus and past crashes) through the fuzzer's property, as
 // an ordinary test that runs in every build (RELIABILITY.md: "committed crash cases replay as
-// ordinary tests"). One test per file, so a failure names the input.
+// ordinary tests"). One test per file, so a failure names the input. Built once per fuzz target
+// (tests/fuzz/CMakeLists.txt qforge_fuzz_replay): QFORGE_FUZZ_CHECK_HEADER declares the target's
+// property QFORGE_FUZZ_CHECK(data, size), which returns nullptr or what broke.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "gguf_fuzz_check.hpp"
+#include QFORGE_FUZZ_CHECK_HEADER
 
 namespace qforge::fuzz {
 namespace {
@@ -32,21 +34,21 @@ std::vector<std::string> replay_inputs() {
   return files;
 }
 
-class GgufFuzzReplay : public ::testing::TestWithParam<std::string> {};
+class FuzzReplay : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(GgufFuzzReplay, ParserReturnsWithoutCrashing) {
+TEST_P(FuzzReplay, ParserReturnsWithoutCrashing) {
   std::ifstream in(GetParam(), std::ios::binary);
   ASSERT_TRUE(in) << "cannot open " << GetParam();
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const char* broken =
-      check_gguf_input(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+      QFORGE_FUZZ_CHECK(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   EXPECT_EQ(broken, nullptr) << GetParam() << ": " << broken;
 }
 
 // The committed corpus is never empty: an empty list means the folders moved.
-TEST(GgufFuzzCorpus, IsPresent) { EXPECT_GE(replay_inputs().size(), 10u); }
+TEST(FuzzCorpus, IsPresent) { EXPECT_GE(replay_inputs().size(), 10u); }
 
-INSTANTIATE_TEST_SUITE_P(Committed, GgufFuzzReplay, ::testing::ValuesIn(replay_inputs()),
+INSTANTIATE_TEST_SUITE_P(Committed, FuzzReplay, ::testing::ValuesIn(replay_inputs()),
                          [](const ::testing::TestParamInfo<std::string>& param) {
                            const fs::path p(param.param);
                            std::string name = p.parent_path().parent_path().filename().string() +
