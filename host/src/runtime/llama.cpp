@@ -20,6 +20,10 @@ std::string base_prefix(const WeightSource& source) {
                   "use a complete checkpoint (a missing shard?)");
 }
 
+at::Tensor apply(const LinearCall* call, const Linear& layer, const at::Tensor& x) {
+  return call != nullptr && *call ? (*call)(layer, x) : layer(x);
+}
+
 bool config_bool(const nlohmann::json& config, const std::string& key, bool fallback) {
   if (!config.contains(key) || config[key].is_null()) return fallback;
   return config[key].is_boolean() ? config[key].get<bool>() : fallback;
@@ -99,54 +103,78 @@ std::unique_ptr<LlamaNetwork> LlamaNetwork::load(const WeightSource& source) {
 }
 
 at::Tensor LlamaNetwork::forward(const at::Tensor& ids, KvCache* cache) const {
-  const int64_t b = ids.size(0), t = ids.size(1);
+  const int64_t t = ids.size(1);
   const int64_t start = cache != nullptr ? cache->length : 0;
+  const at::Tensor mask = attention_mask(start, t);
+  if (cache != nullptr && cache->keys.empty()) {
+    cache->keys.resize(layers_.size());
+    cache->values.resize(layers_.size());
+  }
+  at::Tensor h = embed(ids);
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    h = h + attention(li, h, start, mask, cache);
+    h = h + mlp(li, h);
+  }
+  if (cache != nullptr) cache->length = start + t;
+  return head(h);
+}
+
+at::Tensor LlamaNetwork::embed(const at::Tensor& ids) const { return at::embedding(embed_, ids); }
+
+at::Tensor LlamaNetwork::attention_mask(int64_t start, int64_t t) const {
   const int64_t total = start + t;
-  const int64_t groups = heads_ / kv_heads_;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   // Query i (absolute position start + i) sees keys 0 .. start + i.
   const at::Tensor q_pos = at::arange(start, total, at::TensorOptions(at::kLong)).unsqueeze(1);
   const at::Tensor k_pos = at::arange(0, total, at::TensorOptions(at::kLong)).unsqueeze(0);
   at::Tensor hidden_keys = k_pos > q_pos;
   if (window_ > 0) hidden_keys = hidden_keys.logical_or(k_pos <= q_pos - window_);
-  const at::Tensor mask = at::zeros({t, total}, at::TensorOptions(at::kFloat))
-                              .masked_fill(hidden_keys, -std::numeric_limits<float>::infinity());
-  if (cache != nullptr && cache->keys.empty()) {
-    cache->keys.resize(layers_.size());
-    cache->values.resize(layers_.size());
-  }
+  return at::zeros({t, total}, at::TensorOptions(at::kFloat))
+      .masked_fill(hidden_keys, -std::numeric_limits<float>::infinity());
+}
 
-  at::Tensor h = at::embedding(embed_, ids);
-  for (size_t li = 0; li < layers_.size(); ++li) {
-    const Layer& layer = layers_[li];
-    const at::Tensor x = rms_norm(h, layer.input_norm, eps_);
-    at::Tensor q = (*layer.q)(x).view({b, t, heads_, head_dim_}).transpose(1, 2);
-    at::Tensor k = (*layer.k)(x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
-    at::Tensor v = (*layer.v)(x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
-    q = rotary_->apply(q, start);
-    k = rotary_->apply(k, start);
-    if (cache != nullptr) {
-      if (cache->keys[li].defined()) {
-        k = at::cat({cache->keys[li], k}, 2);
-        v = at::cat({cache->values[li], v}, 2);
-      }
-      cache->keys[li] = k;
-      cache->values[li] = v;
+at::Tensor LlamaNetwork::attention(size_t li, const at::Tensor& h, int64_t start,
+                                   const at::Tensor& mask, KvCache* cache,
+                                   const LinearCall* call) const {
+  const auto run = [call](const Linear& l, const at::Tensor& x) { return apply(call, l, x); };
+  const int64_t b = h.size(0);
+  const int64_t t = h.size(1);
+  const int64_t groups = heads_ / kv_heads_;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+  const Layer& layer = layers_[li];
+  const at::Tensor x = rms_norm(h, layer.input_norm, eps_);
+  at::Tensor q = run(*layer.q, x).view({b, t, heads_, head_dim_}).transpose(1, 2);
+  at::Tensor k = run(*layer.k, x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
+  at::Tensor v = run(*layer.v, x).view({b, t, kv_heads_, head_dim_}).transpose(1, 2);
+  q = rotary_->apply(q, start);
+  k = rotary_->apply(k, start);
+  if (cache != nullptr) {
+    if (cache->keys[li].defined()) {
+      k = at::cat({cache->keys[li], k}, 2);
+      v = at::cat({cache->values[li], v}, 2);
     }
-    // repeat_kv: each kv head serves `groups` consecutive query heads.
-    if (groups > 1) {
-      k = k.repeat_interleave(groups, 1);
-      v = v.repeat_interleave(groups, 1);
-    }
-    const at::Tensor scores = at::matmul(q, k.transpose(2, 3)) * scale + mask;
-    const at::Tensor attn = at::matmul(at::softmax(scores, -1), v);  // [B, H, T, D]
-    h = h + (*layer.o)(attn.transpose(1, 2).reshape({b, t, heads_ * head_dim_}));
-    const at::Tensor y = rms_norm(h, layer.post_norm, eps_);
-    h = h + (*layer.down)(at::silu((*layer.gate)(y)) * (*layer.up)(y));
+    cache->keys[li] = k;
+    cache->values[li] = v;
   }
-  if (cache != nullptr) cache->length = total;
-  h = rms_norm(h, final_norm_, eps_);
-  return lm_head_ ? (*lm_head_)(h) : at::linear(h, embed_);
+  // repeat_kv: each kv head serves `groups` consecutive query heads.
+  if (groups > 1) {
+    k = k.repeat_interleave(groups, 1);
+    v = v.repeat_interleave(groups, 1);
+  }
+  const at::Tensor scores = at::matmul(q, k.transpose(2, 3)) * scale + mask;
+  const at::Tensor attn = at::matmul(at::softmax(scores, -1), v);  // [B, H, T, D]
+  return run(*layer.o, attn.transpose(1, 2).reshape({b, t, heads_ * head_dim_}));
+}
+
+at::Tensor LlamaNetwork::mlp(size_t li, const at::Tensor& h, const LinearCall* call) const {
+  const auto run = [call](const Linear& l, const at::Tensor& x) { return apply(call, l, x); };
+  const Layer& layer = layers_[li];
+  const at::Tensor y = rms_norm(h, layer.post_norm, eps_);
+  return run(*layer.down, at::silu(run(*layer.gate, y)) * run(*layer.up, y));
+}
+
+at::Tensor LlamaNetwork::head(const at::Tensor& h) const {
+  const at::Tensor n = rms_norm(h, final_norm_, eps_);
+  return lm_head_ ? (*lm_head_)(n) : at::linear(n, embed_);
 }
 
 std::vector<const Linear*> LlamaNetwork::linears() const {

@@ -34,25 +34,7 @@ namespace {
 
 const char* kSupported = "llama, mistral, qwen2 (causal LM) and bert (encoder)";
 
-// Runs `body`, mapping every exception to an Error: ours as they are, LibTorch's and the
-// standard library's as internal errors (a bug or resource problem, never the user's input).
-template <class T, class F>
-Result<T> guarded(const char* what, F&& body) {
-  try {
-    c10::InferenceMode inference;
-    return body();
-  } catch (const Error& e) {
-    return e;
-  } catch (const std::bad_alloc&) {
-    return Error(ErrorCode::kResourceExhausted, ExitCode::kInternal,
-                 std::string(what) + ": out of memory", "an allocation failed",
-                 "use a smaller batch or model, or a machine with more memory");
-  } catch (const c10::Error& e) {
-    return internal_error(std::string(what) + " failed in LibTorch", e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return internal_error(std::string(what) + " failed", e.what());
-  }
-}
+constexpr const char* kModelOomFix = "use a smaller batch or model, or a machine with more memory";
 
 Activations to_activations(const at::Tensor& t) {
   const at::Tensor c = t.to(at::kFloat).contiguous();
@@ -120,7 +102,7 @@ Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 
 Result<Model> Model::load(Host& host, const Checkpoint& checkpoint, const RuntimeOptions& options) {
-  return guarded<Model>("loading the model", [&]() -> Result<Model> {
+  return detail::guarded<Model>("loading the model", kModelOomFix, [&]() -> Result<Model> {
     if (options.num_threads > 0) at::set_num_threads(options.num_threads);
     auto classified = pipeline::classify(checkpoint, options.architecture_dirs);
     if (!classified.ok()) return classified.error();
@@ -196,7 +178,7 @@ int64_t Model::num_layers() const noexcept {
 std::vector<std::string> Model::quantized_modules() const { return impl_->quantized; }
 
 Result<Activations> Model::forward(const TokenBatch& ids) {
-  return guarded<Activations>("forward", [&]() -> Result<Activations> {
+  return detail::guarded<Activations>("forward", kModelOomFix, [&]() -> Result<Activations> {
     const at::Tensor batch = batch_tensor(ids, impl_->vocab());
     if (impl_->llama) return to_activations(impl_->llama->forward(batch, nullptr));
     if (batch.size(1) > impl_->bert->max_positions()) {
@@ -234,7 +216,8 @@ Result<Activations> Model::embed(const TokenBatch& ids) {
 Result<std::vector<int64_t>> Model::generate(const std::vector<int64_t>& prompt,
                                              int64_t max_new_tokens, std::optional<int64_t> eos) {
   if (!impl_->llama) return wrong_kind("generate()", impl_->family, "a causal LM");
-  return guarded<std::vector<int64_t>>("generate", [&]() -> Result<std::vector<int64_t>> {
+  return detail::guarded<
+      std::vector<int64_t>>("generate", kModelOomFix, [&]() -> Result<std::vector<int64_t>> {
     if (max_new_tokens < 0) {
       return bad_input("negative number of tokens to generate",
                        "max_new_tokens is " + std::to_string(max_new_tokens), "pass 0 or more");
@@ -261,7 +244,7 @@ Result<std::vector<int64_t>> Model::generate(const std::vector<int64_t>& prompt,
 
 Result<Perplexity> Model::evaluate(const TokenBatch& sequences) {
   if (!impl_->llama) return wrong_kind("evaluate()", impl_->family, "a causal LM");
-  return guarded<Perplexity>("evaluate", [&]() -> Result<Perplexity> {
+  return detail::guarded<Perplexity>("evaluate", kModelOomFix, [&]() -> Result<Perplexity> {
     if (sequences.empty()) {
       return bad_input("no sequences to evaluate", "the input holds no token sequence",
                        "pass at least one sequence of two or more tokens");

@@ -5,9 +5,13 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <c10/util/Exception.h>
 
+#include <functional>
 #include <map>
 #include <memory>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -18,6 +22,26 @@
 #include "qforge/model.hpp"
 
 namespace qforge::runtime::detail {
+
+// Runs `body` in inference mode, mapping every exception to an Error: ours as they are,
+// LibTorch's and the standard library's as internal errors (a bug or resource problem, never the
+// user's input), allocation failure as resource exhaustion with `oom_fix` as the way out.
+template <class T, class F>
+Result<T> guarded(const char* what, const char* oom_fix, F&& body) {
+  try {
+    c10::InferenceMode inference;
+    return body();
+  } catch (const Error& e) {
+    return e;
+  } catch (const std::bad_alloc&) {
+    return Error(ErrorCode::kResourceExhausted, ExitCode::kInternal,
+                 std::string(what) + ": out of memory", "an allocation failed", oom_fix);
+  } catch (const c10::Error& e) {
+    return internal_error(std::string(what) + " failed in LibTorch", e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    return internal_error(std::string(what) + " failed", e.what());
+  }
+}
 
 // A float32 copy of a stored tensor (F32, F16 or BF16; upcasts are exact). Bad input naming the
 // tensor for any other dtype.
@@ -82,6 +106,12 @@ class Linear {
   at::Tensor dequantized_weight() const;
   // Forces the dequantize + at::linear path (tests).
   void use_dequantized();
+  // Dense layers: the float32 [out, in] weight at::linear uses (undefined for a plugin forward).
+  const at::Tensor& weight() const { return weight_; }
+  const at::Tensor& bias() const { return bias_; }  // undefined when the layer has none
+  // Calibration (calibration.cpp): the layer computes with `w` ([out, in] float32) from now on;
+  // the bias stays.
+  void replace_weight(at::Tensor w) { weight_ = std::move(w); }
 
  private:
   std::string name_;
@@ -115,12 +145,36 @@ struct KvCache {
   int64_t length = 0;
 };
 
+// Computes one linear layer of a block; calibration (calibration.cpp) passes one to see each
+// layer's input or to run it with another weight. Null: the layer itself.
+using LinearCall = std::function<at::Tensor(const Linear& layer, const at::Tensor& x)>;
+
 class LlamaNetwork {
  public:
+  struct Layer {
+    at::Tensor input_norm, post_norm;
+    std::optional<Linear> q, k, v, o, gate, up, down;
+  };
+
   static std::unique_ptr<LlamaNetwork> load(const WeightSource& source);
   // ids: [B, T] int64; returns logits [B, T, vocab]. With a cache, the ids continue the cached
   // positions and the cache grows by T.
   at::Tensor forward(const at::Tensor& ids, KvCache* cache) const;
+
+  // forward() in pieces, for calibration's block-by-block run. forward() is exactly
+  // embed -> per layer: h += attention(h); h += mlp(h) -> head.
+  at::Tensor embed(const at::Tensor& ids) const;
+  // [T, start + T] additive mask: causal (and the sliding window, if any).
+  at::Tensor attention_mask(int64_t start, int64_t t) const;
+  // Layer li's input norm + self-attention on h [B, T, hidden]: o_proj's output (no residual).
+  at::Tensor attention(size_t li, const at::Tensor& h, int64_t start, const at::Tensor& mask,
+                       KvCache* cache, const LinearCall* call = nullptr) const;
+  // Layer li's post-attention norm + SwiGLU MLP on h: down_proj's output (no residual).
+  at::Tensor mlp(size_t li, const at::Tensor& h, const LinearCall* call = nullptr) const;
+  // Final norm + lm_head (or the tied embedding): logits.
+  at::Tensor head(const at::Tensor& h) const;
+  const Layer& layer(size_t li) const { return layers_[li]; }
+  Layer& layer(size_t li) { return layers_[li]; }
   int64_t vocab_size() const { return vocab_; }
   int64_t hidden_size() const { return hidden_; }
   int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
@@ -128,10 +182,6 @@ class LlamaNetwork {
   std::vector<Linear*> linears();
 
  private:
-  struct Layer {
-    at::Tensor input_norm, post_norm;
-    std::optional<Linear> q, k, v, o, gate, up, down;
-  };
   int64_t vocab_ = 0, hidden_ = 0, heads_ = 0, kv_heads_ = 0, head_dim_ = 0;
   int64_t window_ = 0;  // sliding window (mistral); 0: none
   double eps_ = 1e-6;

@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 
+#include "qforge/calibration.hpp"
 #include "runtime_test_support.hpp"
 
 namespace qforge::runtime::test {
@@ -98,6 +99,59 @@ TEST(RealModels, MiniLmEmbeddingsMatchTransformers) {
             << "position " << t << " value " << i;
       }
     }
+  }
+}
+
+// Calibration capture on a real model: data-free sequences sampled from SmolLM2, every block's
+// four groups in true-sequential order, finite Hessians with a positive diagonal, and, with no
+// replacement, the calibrated model's logits equal Model::forward on the same sequences.
+TEST(RealModels, SmolLM2CalibrationCaptureIsConsistentWithForward) {
+  const fs::path dir = model_cache() / "SmolLM2-135M-Instruct";
+  SKIP_WITHOUT(dir);
+  auto ckpt = Checkpoint::open(dir).value();
+  struct Counter : CalibrationConsumer {
+    int64_t groups = 0, bad_diagonals = 0;
+    Result<Replacements> on_group(BlockHandle& block, const LinearGroup& group,
+                                  std::vector<LinearStats>& stats) override {
+      (void)block;
+      EXPECT_EQ(group.index, groups % 4);
+      ++groups;
+      for (const auto& st : stats) {
+        for (int64_t i = 0; i < st.in_features; ++i) {
+          const float d = st.hessian32[static_cast<size_t>(i * st.in_features + i)];
+          if (!(d > 0.0f) || !std::isfinite(d)) ++bad_diagonals;
+        }
+      }
+      return Replacements{};
+    }
+  } counter;
+  CalibrationOptions options;
+  options.runtime = runtime_options();
+  options.runtime.num_threads = 0;
+  options.data_free.num_sequences = 2;
+  options.data_free.seq_len = 24;
+  options.keep_logits = true;
+  const auto done = calibrate(ckpt, std::nullopt, options, counter);
+  ASSERT_TRUE(done.ok()) << done.error().to_string();
+  EXPECT_EQ(done.value().blocks, 30);
+  EXPECT_EQ(counter.groups, 30 * 4);
+  EXPECT_EQ(counter.bad_diagonals, 0);
+  ASSERT_EQ(done.value().input.size(), 2u);
+
+  Host host(build_tree_host());
+  auto model = Model::load(host, ckpt, options.runtime).value();
+  for (size_t s = 0; s < done.value().input.size(); ++s) {
+    const Activations logits = model.forward({done.value().input[s]}).value();
+    const Matrix& captured = done.value().logits[s];
+    ASSERT_EQ(captured.rows, logits.seq);
+    ASSERT_EQ(captured.cols, logits.width);
+    float lo = logits.data[0], hi = logits.data[0], worst = 0.0f;
+    for (size_t i = 0; i < logits.data.size(); ++i) {
+      lo = std::min(lo, logits.data[i]);
+      hi = std::max(hi, logits.data[i]);
+      worst = std::max(worst, std::abs(logits.data[i] - captured.data[i]));
+    }
+    EXPECT_LE(worst, 1e-3f * (hi - lo)) << "sequence " << s;
   }
 }
 
