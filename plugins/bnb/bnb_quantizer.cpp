@@ -7,7 +7,10 @@
 #include <utility>
 
 #include "bnb_compute.hpp"
+#include "bnb_device.hpp"
 #include "bnb_layout.hpp"
+#include "cpu/int8.hpp"
+#include "cpu/kernels.hpp"
 
 namespace qforge::plugins::bnb {
 namespace {
@@ -141,8 +144,15 @@ bool BnbQuantizer::needs_quantization(const qf_module_info& module, std::string&
 }
 
 std::string BnbQuantizer::describe_quantized(const qf_module_info& module) {
-  return describe_json(bits_ == BnbBits::k4 ? describe_4bit(config_, module)
-                                            : describe_8bit(module));
+  nlohmann::json described = nlohmann::json::parse(
+      describe_json(bits_ == BnbBits::k4 ? describe_4bit(config_, module) : describe_8bit(module)));
+  // Informational, beside "tensors" (which the host reads): the CPU kernel family this machine
+  // would run for the module, so `qforge doctor` can show it without a new ABI entry. 4-bit
+  // modules whose in_features is not a multiple of 64 run the scalar path whatever is named.
+  described["kernels"] = {{"cpu", bits_ == BnbBits::k4
+                                      ? cpu::isa_name(cpu::select_isa())
+                                      : cpu::int8_isa_name(cpu::select_int8_isa())}};
+  return described.dump();
 }
 
 void BnbQuantizer::check_quantized(const qf_module_info& module, const qf_tensor_list& tensors) {
@@ -153,33 +163,38 @@ void BnbQuantizer::check_quantized(const qf_module_info& module, const qf_tensor
   }
 }
 
-void BnbQuantizer::require_4bit(const char* hook) const {
-  if (bits_ != BnbBits::k4) {
-    throw Error(QF_CODE_UNIMPLEMENTED,
-                std::string("bitsandbytes 8-bit ") + hook + " is not implemented yet",
-                "the bnb plugin computes only the 4-bit format so far",
-                "use bitsandbytes_4bit, or another plugin for 8-bit");
-  }
-}
-
 void BnbQuantizer::quantize(const sdk::Call& call, const qf_module_info& module,
                             const DLTensor& weight, const DLTensor* /*bias*/,
                             const qf_tensor_list* /*calibration*/, sdk::TensorSink& out) {
   // The bias is stored unchanged; the host copies it, so quantize writes only the weight's set.
-  require_4bit("quantize");
+  if (is_device_call(call)) return device_quantize(call, config_, bits_, module, weight, out);
+  if (bits_ == BnbBits::k8) {
+    quantize_8bit(call, module, weight, out);
+    return;
+  }
   quantize_4bit(call, config_, module, weight, out);
 }
 
 void BnbQuantizer::dequantize(const sdk::Call& call, const qf_module_info& module,
                               const qf_tensor_list& tensors, sdk::TensorSink& out) {
-  require_4bit("dequantize");
+  if (is_device_call(call)) return device_dequantize(call, config_, bits_, module, tensors, out);
+  if (bits_ == BnbBits::k8) {
+    dequantize_8bit(call, module, tensors, out);
+    return;
+  }
   dequantize_4bit(call, config_, module, tensors, out);
 }
 
 void BnbQuantizer::linear_forward(const sdk::Call& call, const qf_module_info& module,
                                   const qf_tensor_list& tensors, const DLTensor& x,
                                   const DLTensor* bias, DLTensor& y) {
-  require_4bit("linear_forward");
+  if (is_device_call(call)) {
+    return device_linear_forward(call, config_, bits_, module, tensors, x, bias, y);
+  }
+  if (bits_ == BnbBits::k8) {
+    linear_forward_8bit(call, config_, module, tensors, x, bias, y);
+    return;
+  }
   linear_forward_4bit(call, config_, module, tensors, x, bias, y);
 }
 

@@ -1,7 +1,6 @@
 // The bitsandbytes quantizers: transformers' Bnb4BitHfQuantizer and Bnb8BitHfQuantizer as
-// qforge SDK classes: the configuration hooks (FORMATS.md §2.1-2.3) and, for 4-bit, quantize,
-// dequantize and linear_forward (bnb_compute.cpp, kernels in cpu/). 8-bit compute hooks answer
-// UNIMPLEMENTED.
+// qforge SDK classes: the configuration hooks (FORMATS.md §2.1-2.3) and quantize, dequantize and
+// linear_forward (4-bit: bnb_compute.cpp, 8-bit: bnb_compute_8bit.cpp; kernels in cpu/).
 //
 // Threading: as the ABI says, configuration hooks run one at a time per instance, which is what
 // lets validate_environment remember the environment for update_device_map.
@@ -62,8 +61,6 @@ class BnbQuantizer : public sdk::Quantizer {
   BnbConfig config_;
   // Where a null device_map sends the model; decided by validate_environment.
   std::optional<std::string> default_device_;
-
-  void require_4bit(const char* hook) const;
 };
 
 class Bnb4BitQuantizer final : public BnbQuantizer {

@@ -1,6 +1,7 @@
 // Byte-for-byte comparison with transformers + bitsandbytes. tools/reference/bnb4_reference.py
 // quantized generated models with the Python stack once and recorded every tensor's name, dtype,
-// shape and sha256 and the quantization_config (tests/reference/bnb4/*.json). Here the same
+// shape and sha256 and the quantization_config (tests/reference/bnb4/*.json, and bnb8/*.json for
+// LLM.int8). Here the same
 // model is generated again, quantized by `qforge quantize`, and compared. The only differences
 // allowed are the documented ones (docs/bnb-4bit.md, "Compared with bitsandbytes"), each named
 // below; anything else fails.
@@ -21,7 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const fs::path kReferenceDir = fs::path(QFORGE_SOURCE_DIR) / "tests" / "reference" / "bnb4";
+const fs::path kReferenceDir = fs::path(QFORGE_SOURCE_DIR) / "tests" / "reference";
 const std::string kMakeModel = std::string(QFORGE_BUILD_DIR) + "/bin/qforge-make-model";
 
 std::string sha256_hex(const char* data, size_t n) {
@@ -150,7 +151,7 @@ TEST_P(Bnb4Reference, QuantizeMatchesTransformersBitsandbytes) {
   EXPECT_EQ(read_json(tmp.path() / "q" / "config.json")["quantization_config"],
             reference["quantization_config"]);
   // Without a documented deviation, every tensor must be identical.
-  if (reference["quant_type"] == "nf4" && !reference["double_quant"].get<bool>()) {
+  if (reference["quant_type"] != "fp4" && !reference["double_quant"].get<bool>()) {
     EXPECT_EQ(allowed, 0);
     EXPECT_EQ(identical, static_cast<int>(expected_names.size()));
   }
@@ -159,10 +160,12 @@ TEST_P(Bnb4Reference, QuantizeMatchesTransformersBitsandbytes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Committed, Bnb4Reference,
-                         ::testing::Values("nf4-bf16.json", "nf4-fp16.json", "nf4-fp32.json",
-                                           "fp4-bf16.json", "nf4-dq-bf16.json"),
+                         ::testing::Values("bnb4/nf4-bf16.json", "bnb4/nf4-fp16.json",
+                                           "bnb4/nf4-fp32.json", "bnb4/fp4-bf16.json",
+                                           "bnb4/nf4-dq-bf16.json", "bnb8/int8-bf16.json",
+                                           "bnb8/int8-fp16.json", "bnb8/int8-fp32.json"),
                          [](const ::testing::TestParamInfo<std::string>& param) {
-                           std::string name = param.param.substr(0, param.param.size() - 5);
+                           std::string name = param.param.substr(5, param.param.size() - 10);
                            for (char& ch : name) {
                              if (ch == '-') ch = '_';
                            }

@@ -125,7 +125,7 @@ std::unique_ptr<Quantizer> make_quantizer(Host& host, const BenchFlags& flags) {
 std::string figure_line(const Figure& f) {
   char label[64];
   if (f.id == "R4") {
-    std::snprintf(label, sizeof(label), "fp32/4-bit b=%lld", static_cast<long long>(f.batch));
+    std::snprintf(label, sizeof(label), "fp32/quant b=%lld", static_cast<long long>(f.batch));
   } else if (f.id == "R3") {
     std::snprintf(label, sizeof(label), "gemv %d thread%s", f.threads, f.threads == 1 ? "" : "s");
   } else {
@@ -135,7 +135,7 @@ std::string figure_line(const Figure& f) {
   if (f.byte_ratio > 0) {
     std::snprintf(line, sizeof(line),
                   "%-3s %-18s %6.2fx [%5.2f .. %5.2f]  of %.2fx ideal = %.2f  target >= %.2f "
-                  "%-5s  4-bit %6.2f GB/s, fp32 %6.2f GB/s\n",
+                  "%-5s  quant %6.2f GB/s, fp32 %6.2f GB/s\n",
                   f.id.c_str(), label, f.ratio.median, f.ratio.min, f.ratio.max, f.byte_ratio,
                   f.fraction.median, f.target, f.meets_target() ? "met" : "BELOW",
                   f.candidate_gbps.median, f.reference_gbps.median);

@@ -2,6 +2,8 @@
 // its state, and which plugin would serve each quant_method (or why none can). It loads every
 // plugin, because reporting load failures is its job, and exits 0 even when some failed: the
 // report is the result. Only a host that cannot run at all is an error.
+#include <qforge/qf_plugin.h>
+
 #include <CLI/CLI.hpp>
 #include <map>
 #include <sstream>
@@ -35,6 +37,48 @@ nlohmann::json selection_json(const MethodRow& row) {
                       {"candidates", candidates}};
   if (!row.selection.ok()) j["reason"] = row.selection.explain();
   return j;
+}
+
+// What a method's plugin says it would compute with on this machine: the "kernels" object some
+// plugins put beside "tensors" in describe_quantized (bnb: {"cpu": "avx2"}). Asked for a
+// Llama-shaped 4096x4096 linear layer; an empty object when the plugin says nothing.
+struct KernelRow {
+  std::string quant_method;
+  std::string plugin;
+  nlohmann::json kernels = nlohmann::json::object();
+};
+
+KernelRow kernels_of(Host& host, const MethodRow& row, const nlohmann::json& config) {
+  KernelRow k{row.selection.quant_method, row.selection.plugin_id};
+  auto q = host.create_quantizer(row.selection.plugin_id, row.selection.quant_method, config);
+  if (!q.ok()) return k;
+  ModuleInfo module;
+  module.name = "model.layers.0.mlp.up_proj";
+  module.kind = QF_MODULE_LINEAR;
+  module.in_features = 4096;
+  module.out_features = 4096;
+  module.weight_dtype = DLDataType{kDLBfloat, 16, 1};
+  auto described = q.value()->describe_quantized(module);
+  if (described.ok() && described.value().contains("kernels") &&
+      described.value()["kernels"].is_object()) {
+    k.kernels = described.value()["kernels"];
+  }
+  return k;
+}
+
+std::string kernels_text(const std::vector<KernelRow>& rows) {
+  std::ostringstream s;
+  s << "Compute kernels (as each plugin reports them for this machine)\n";
+  int shown = 0;
+  for (const auto& row : rows) {
+    for (const auto& [device, kernel] : row.kernels.items()) {
+      s << "  " << row.plugin << " " << row.quant_method << " " << device << ": "
+        << (kernel.is_string() ? kernel.get<std::string>() : kernel.dump()) << "\n";
+      ++shown;
+    }
+  }
+  if (shown == 0) s << "  no plugin reports its kernels\n";
+  return s.str();
 }
 
 std::string environment_text(const Environment& env) {
@@ -154,6 +198,17 @@ int run_doctor(CliContext& ctx) {
     }
   }
 
+  // Kernel choices of the methods a plugin serves on the CPU (the CPU row is always there).
+  std::vector<KernelRow> kernel_rows;
+  for (const auto& row : rows) {
+    if (row.device != "cpu" || !row.selection.ok()) continue;
+    auto config = configs.find(row.selection.quant_method);
+    kernel_rows.push_back(kernels_of(
+        host, row,
+        config != configs.end() ? config->second
+                                : nlohmann::json{{"quant_method", row.selection.quant_method}}));
+  }
+
   int loaded = 0;
   int failed = 0;
   int shadowed = 0;
@@ -172,11 +227,17 @@ int run_doctor(CliContext& ctx) {
     for (const auto& r : records) plugins.push_back(plugin_record_json(r));
     nlohmann::json methods = nlohmann::json::array();
     for (const auto& row : rows) methods.push_back(selection_json(row));
+    nlohmann::json kernels = nlohmann::json::array();
+    for (const auto& k : kernel_rows) {
+      kernels.push_back(
+          {{"quant_method", k.quant_method}, {"plugin", k.plugin}, {"kernels", k.kernels}});
+    }
     ctx.out->json_document({{"qforge_version", kHostVersion},
                             {"environment", env.to_json()},
                             {"search_path", search_path},
                             {"plugins", plugins},
                             {"methods", methods},
+                            {"kernels", kernels},
                             {"summary",
                              {{"manifests", records.size()},
                               {"loaded", loaded},
@@ -194,6 +255,7 @@ int run_doctor(CliContext& ctx) {
   int i = 0;
   for (const auto& p : host.search_path()) s << "  " << ++i << ". " << p.string() << "\n";
   s << "\n" << plugins_text(records) << "\n" << methods_text(rows) << "\n";
+  s << kernels_text(kernel_rows) << "\n";
   s << "Summary: " << records.size() << " manifests (" << loaded << " loaded, " << failed
     << " failed, " << shadowed << " shadowed); " << servable << " of " << rows.size()
     << " method/device pairs can be served\n";

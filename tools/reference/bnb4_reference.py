@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Reference numbers for bitsandbytes 4-bit, made once with the Python stack (tools only).
+"""Reference numbers for bitsandbytes 4-bit and 8-bit (LLM.int8), made once with the Python
+stack (tools only).
 
 Loads a checkpoint written by `qforge-make-model` with transformers + bitsandbytes on CPU
-(load_in_4bit with the given quant type), saves it with `save_pretrained`, and writes what
+(load_in_4bit with the given quant type, or load_in_8bit for `int8`), saves it with
+`save_pretrained`, and writes what
 transformers wrote: every tensor's name, dtype, shape and the sha256 of its bytes, and the
 `quantization_config` of config.json. tests/integration/bnb4_reference_test.cpp quantizes the
 same generated model with qforge and compares against the committed JSON, so CI checks
@@ -64,12 +66,15 @@ def quantize_with_transformers(model_dir: Path, quant_type: str, double_quant: b
     import bitsandbytes
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    config = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=quant_type,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-        bnb_4bit_use_double_quant=double_quant,
-    )
+    if quant_type == "int8":
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        config = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=quant_type,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_use_double_quant=double_quant,
+        )
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, quantization_config=config, device_map="cpu", torch_dtype="auto"
     )
@@ -84,7 +89,7 @@ def quantize_with_transformers(model_dir: Path, quant_type: str, double_quant: b
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("model_dir", type=Path)
-    parser.add_argument("quant_type", choices=["nf4", "fp4"])
+    parser.add_argument("quant_type", choices=["nf4", "fp4", "int8"])
     parser.add_argument("--double-quant", action="store_true")
     parser.add_argument("--compare", type=Path, help="a qforge output folder to diff against")
     parser.add_argument(

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/half.hpp"
 #include "unit/plugins/bnb/bnb_test_util.hpp"
 #include "unit/plugins/support/test_host.hpp"
 
@@ -212,26 +213,33 @@ TEST_F(BnbAbi, DescribedTensorsPassCheckQuantizedAndAnEmptyListFails) {
   }
 }
 
-TEST_F(BnbAbi, ComputeHooksAnswerUnimplemented) {
+TEST_F(BnbAbi, EightBitComputeHooksRunThroughTheAbi) {
+  // quantize fills exactly the 8-bit set; dequantize / linear_forward without the module's
+  // tensors answer INVALID_ARGUMENT (not UNIMPLEMENTED) through the status channel.
   const qf_method& m = method("bitsandbytes_8bit");
   qf_quantizer* q = create("bitsandbytes_8bit", "{}");
   Module mod("fc", QF_MODULE_LINEAR, 4, 4);
   qforge::test::HostTensor w(qforge::test::f16(), {4, 4});
+  for (int i = 0; i < 16; ++i)
+    w.data<uint16_t>()[i] = qforge::plugins::bnb::cpu::f32_to_f16(0.25f * (i - 8));
   qforge::test::TensorSink sink(host_);
   qforge::test::TensorList list;
+  EXPECT_EQ(m.quantize(q, nullptr, mod.ptr(), &w.get(), nullptr, nullptr, sink.get()), nullptr);
+  EXPECT_EQ(sink.tensors().size(), 3u);
+  EXPECT_NE(sink.find("weight"), nullptr);
+  EXPECT_NE(sink.find("SCB"), nullptr);
+  EXPECT_NE(sink.find("weight_format"), nullptr);
+  qforge::test::TensorSink dense(host_);
   const RecordedStatus* s =
-      host_.status(m.quantize(q, nullptr, mod.ptr(), &w.get(), nullptr, nullptr, sink.get()));
+      host_.status(m.dequantize(q, nullptr, mod.ptr(), &list.get(), dense.get()));
   ASSERT_NE(s, nullptr);
-  EXPECT_EQ(s->code, QF_CODE_UNIMPLEMENTED);
-  s = host_.status(m.dequantize(q, nullptr, mod.ptr(), &list.get(), sink.get()));
-  ASSERT_NE(s, nullptr);
-  EXPECT_EQ(s->code, QF_CODE_UNIMPLEMENTED);
+  EXPECT_EQ(s->code, QF_CODE_INVALID_ARGUMENT);
   qforge::test::HostTensor x(qforge::test::f16(), {1, 4}), y(qforge::test::f16(), {1, 4});
   s = host_.status(
       m.linear_forward(q, nullptr, mod.ptr(), &list.get(), &x.get(), nullptr, &y.get()));
   ASSERT_NE(s, nullptr);
-  EXPECT_EQ(s->code, QF_CODE_UNIMPLEMENTED);
-  EXPECT_TRUE(sink.tensors().empty());
+  EXPECT_EQ(s->code, QF_CODE_INVALID_ARGUMENT);
+  EXPECT_TRUE(dense.tensors().empty());
 }
 
 TEST_F(BnbAbi, LogsThroughTheHostOnlyAboveItsMinimumLevel) {

@@ -483,17 +483,5 @@ TEST(BnbNeedsQuantization, HonoursTransformersDefaultSkipsOnlyWithoutASkipList) 
   EXPECT_TRUE(defaults.needs_quantization(info, reason));
 }
 
-TEST(BnbEightBit, ComputeHooksAreUnimplemented) {
-  Bnb8BitQuantizer q(test::config_8bit());
-  Module m("fc", QF_MODULE_LINEAR, 2, 64, false, f32());
-  HostTensor w(f32(), {2, 64});
-  TestHost host;
-  TensorSink sink(host);
-  sdk::TensorSink handle(sink.get());
-  test::expect_error(
-      [&] { q.quantize(sdk::Call(nullptr), m.get(), w.get(), nullptr, nullptr, handle); },
-      QF_CODE_UNIMPLEMENTED);
-}
-
 }  // namespace
 }  // namespace qforge::plugins::bnb

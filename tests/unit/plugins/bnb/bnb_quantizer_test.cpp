@@ -219,23 +219,5 @@ TEST(BnbPostprocess, OutputConfiguresTheSameMethodAgain) {
   expect_error([&] { Bnb4BitQuantizer wrong(q.postprocess("{}")); }, QF_CODE_INVALID_ARGUMENT);
 }
 
-TEST(BnbComputeHooks, EightBitComputeIsUnimplemented) {
-  // Issue 5 brings LLM.int8; until then every 8-bit compute hook says UNIMPLEMENTED (4-bit
-  // compute is tested in bnb_quantize_test.cpp and bnb_linear_test.cpp).
-  Bnb8BitQuantizer q(test::config_8bit());
-  Module m("model.layers.0.mlp.up_proj", QF_MODULE_LINEAR, 4, 4);
-  qforge::test::HostTensor w(qforge::test::f16(), {4, 4});
-  qforge::test::HostTensor y(qforge::test::f16(), {1, 4});
-  qforge::test::TensorList list;
-  sdk::TensorSink sink(nullptr);
-  expect_error([&] { q.quantize(sdk::Call(nullptr), m.get(), w.get(), nullptr, nullptr, sink); },
-               QF_CODE_UNIMPLEMENTED);
-  expect_error([&] { q.dequantize(sdk::Call(nullptr), m.get(), list.get(), sink); },
-               QF_CODE_UNIMPLEMENTED);
-  expect_error(
-      [&] { q.linear_forward(sdk::Call(nullptr), m.get(), list.get(), y.get(), nullptr, y.get()); },
-      QF_CODE_UNIMPLEMENTED);
-}
-
 }  // namespace
 }  // namespace qforge::plugins::bnb

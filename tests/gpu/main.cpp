@@ -1,0 +1,113 @@
+// bnb GPU harness: loads the bnb plugin through its C ABI and checks every CUDA kernel against
+// the same plugin's CPU path; --bench adds the R7 figures. Needs only the CUDA runtime, no
+// qforge host. Exit codes: 0 all PASS, 1 any FAIL, 2 usage or load error, 77 no CUDA device
+// (after the checks that need none).
+//
+//   bnb_gpu_harness [--plugin PATH/bnb.so] [--bench] [--iterations N] [--no-checks]
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "bench.hpp"
+#include "checks.hpp"
+#include "host_shim.hpp"
+#include "plugin.hpp"
+
+#ifndef QFORGE_GPU_DEFAULT_PLUGIN
+#define QFORGE_GPU_DEFAULT_PLUGIN ""
+#endif
+
+namespace qforge::gpu_harness {
+namespace {
+
+// Without a GPU: the plugin must load (its static CUDA runtime needs no libcudart) and refuse
+// a CUDA call with FAILED_PRECONDITION, naming the device, rather than crash.
+void no_gpu_checks(const Plugin& plugin, Report& report) {
+  Quantizer q(plugin.method("bitsandbytes_4bit"), R"({"load_in_4bit": true})");
+  if (!q.ok()) {
+    report.result(false, "no-GPU create", q.error());
+    return;
+  }
+  float host_weight[64 * 64] = {};
+  int64_t shape[2] = {64, 64};
+  DLTensor w{};
+  w.data = host_weight;  // never dereferenced: the call must stop before any kernel
+  w.device.device_type = kDLCUDA;
+  w.ndim = 2;
+  w.shape = shape;
+  w.dtype = dtype_f32();
+  qf_module_info mod = module_info("m", QF_MODULE_LINEAR, 64, 64, dtype_f32());
+  Sink sink;
+  qf_call_ctx gc = gpu_call(nullptr);
+  qf_status* s = q.method()->quantize(q.raw(), &gc, &mod, &w, nullptr, nullptr, sink.raw());
+  const int32_t code = status_code(s);
+  const std::string text = take_status(s);
+  const bool ok = code == QF_CODE_FAILED_PRECONDITION;
+  report.result(ok, "no-GPU: CUDA quantize refused",
+                ok ? "FAILED_PRECONDITION: " + text
+                   : "expected FAILED_PRECONDITION, got " + (text.empty() ? "success" : text));
+}
+
+int usage() {
+  std::fprintf(stderr,
+               "usage: bnb_gpu_harness [--plugin PATH/bnb.so] [--bench] [--iterations N] "
+               "[--no-checks]\n(default plugin: %s; env QFORGE_BNB_PLUGIN overrides it)\n",
+               QFORGE_GPU_DEFAULT_PLUGIN);
+  return 2;
+}
+
+}  // namespace
+}  // namespace qforge::gpu_harness
+
+int main(int argc, char** argv) {
+  using namespace qforge::gpu_harness;
+  std::string path = QFORGE_GPU_DEFAULT_PLUGIN;
+  if (const char* env = std::getenv("QFORGE_BNB_PLUGIN"); env != nullptr && *env) path = env;
+  bool bench = false, checks = true;
+  int iterations = 20;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--plugin" && i + 1 < argc) {
+      path = argv[++i];
+    } else if (a == "--bench") {
+      bench = true;
+    } else if (a == "--no-checks") {
+      checks = false;
+    } else if (a == "--iterations" && i + 1 < argc) {
+      iterations = std::atoi(argv[++i]);
+      if (iterations < 1) return usage();
+    } else {
+      return usage();
+    }
+  }
+  if (path.empty()) return usage();
+  Plugin plugin;
+  std::string error;
+  if (!plugin.load(path, error)) {
+    std::fprintf(stderr, "FAIL  load: %s\n", error.c_str());
+    return 2;
+  }
+  std::printf("plugin: %s\n", path.c_str());
+  Report report;
+  int devices = 0;
+  const cudaError_t e = cudaGetDeviceCount(&devices);
+  if (e != cudaSuccess || devices == 0) {
+    no_gpu_checks(plugin, report);
+    std::printf("no CUDA device (%s); GPU checks skipped\n",
+                e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+    std::printf("SUMMARY: %d passed, %d failed (no-GPU checks only)\n", report.passed,
+                report.failed);
+    return report.failed > 0 ? 1 : 77;
+  }
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  std::printf("device 0: %s, compute capability %d.%d, %.1f GiB\n", prop.name, prop.major,
+              prop.minor, static_cast<double>(prop.totalGlobalMem) / (1u << 30));
+  if (checks) run_checks(plugin, report);
+  if (bench) run_bench(plugin, report, iterations);
+  std::printf("SUMMARY: %d passed, %d failed\n", report.passed, report.failed);
+  return report.failed > 0 ? 1 : 0;
+}
