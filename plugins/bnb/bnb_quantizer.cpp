@@ -152,6 +152,10 @@ std::string BnbQuantizer::describe_quantized(const qf_module_info& module) {
   described["kernels"] = {{"cpu", bits_ == BnbBits::k4
                                       ? cpu::isa_name(cpu::select_isa())
                                       : cpu::int8_isa_name(cpu::select_int8_isa())}};
+  // GPU: which kernels this build holds (docs/gpu.md); "none" = CPU-only build.
+  const std::string backend = gpu_backend();
+  described["kernels"][backend == "HIP" ? "rocm" : "cuda"] =
+      backend == "none" ? "none (built without nvcc/hipcc)" : "bnb " + backend + " kernels";
   return described.dump();
 }
 
@@ -167,6 +171,17 @@ void BnbQuantizer::quantize(const sdk::Call& call, const qf_module_info& module,
                             const DLTensor& weight, const DLTensor* /*bias*/,
                             const qf_tensor_list* /*calibration*/, sdk::TensorSink& out) {
   // The bias is stored unchanged; the host copies it, so quantize writes only the weight's set.
+  if (bits_ == BnbBits::k8 && config_.llm_int8_has_fp16_weight) {
+    // bitsandbytes then keeps float16 weights (its training mode) and save_pretrained writes
+    // them without SCB: there is no int8 checkpoint to write.
+    throw Error(
+        QF_CODE_INVALID_ARGUMENT,
+        "module '" + std::string(module.name != nullptr ? module.name : "") +
+            "': llm_int8_has_fp16_weight is true",
+        "with it bitsandbytes keeps the weights in float16 (training mode) and writes no "
+        "int8 weights or SCB, so there is nothing to quantize",
+        "set llm_int8_has_fp16_weight: false (the default) to write an LLM.int8 checkpoint");
+  }
   if (is_device_call(call)) return device_quantize(call, config_, bits_, module, weight, out);
   if (bits_ == BnbBits::k8) {
     quantize_8bit(call, module, weight, out);

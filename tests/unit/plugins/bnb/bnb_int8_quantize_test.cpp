@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "bnb_device.hpp"
 #include "bnb_quantizer.hpp"
 #include "cpu/half.hpp"
 #include "cpu/int8.hpp"
@@ -31,8 +32,8 @@ using qforge::test::TestHost;
 float f16_round(float v) { return cpu::f16_to_f32(cpu::f32_to_f16(v)); }
 
 // Int8Params' math written out independently of the plugin: float16 cast, row absmax,
-// round-half-even(h * (127 / absmax)) with the division in float32 (std::nearbyint under the
-// default rounding mode), 0 for an all-zero row.
+// round-half-even(h * s) with s = fl(fl(1 / absmax) * 127), PyTorch's `127.0 / tensor`
+// (std::nearbyint under the default rounding mode), 0 for an all-zero row.
 void reference_int8(const std::vector<float>& w, int64_t out, int64_t in, std::vector<int8_t>& cb,
                     std::vector<float>& scb) {
   cb.assign(static_cast<size_t>(out * in), 0);
@@ -44,7 +45,8 @@ void reference_int8(const std::vector<float>& w, int64_t out, int64_t in, std::v
     }
     scb[static_cast<size_t>(r)] = absmax;
     if (absmax == 0.0f) continue;
-    const float scale = 127.0f / absmax;
+    const float reciprocal = 1.0f / absmax;
+    const float scale = reciprocal * 127.0f;
     for (int64_t k = 0; k < in; ++k) {
       cb[static_cast<size_t>(r * in + k)] = static_cast<int8_t>(
           std::nearbyint(f16_round(w[static_cast<size_t>(r * in + k)]) * scale));
@@ -154,6 +156,12 @@ TEST_F(BnbInt8Quantize, DescribeNamesTheCpuKernelEachMethodWouldRun) {
   EXPECT_EQ(j8["kernels"]["cpu"], cpu::int8_isa_name(cpu::select_int8_isa()));
   const auto j4 = nlohmann::json::parse(q4.describe_quantized(m.get()));
   EXPECT_EQ(j4["kernels"]["cpu"], cpu::isa_name(cpu::select_isa()));
+  // The GPU entry says what this build holds (a CUDA build names its kernels).
+  const std::string backend = gpu_backend();
+  const std::string gpu_key = backend == "HIP" ? "rocm" : "cuda";
+  ASSERT_TRUE(j8["kernels"].contains(gpu_key)) << j8.dump();
+  EXPECT_EQ(j8["kernels"][gpu_key].get<std::string>().find("none"),
+            backend == "none" ? 0u : std::string::npos);
 }
 
 TEST_F(BnbInt8Quantize, CodesAndScalesFollowInt8ParamsBitForBit) {
@@ -187,6 +195,34 @@ TEST_F(BnbInt8Quantize, RoundsHalfToEven) {
   Int8Run run(host_);
   run.quantize(q_, m, w.get());
   EXPECT_EQ(run.codes(), (std::vector<int8_t>{127, 0, 2, 2, 0, -2, -2}));
+}
+
+TEST_F(BnbInt8Quantize, ScaleIsTheReciprocalTimes127AsPyTorchComputesIt) {
+  // Found in a real comparison with bitsandbytes (tests/reference/bnb8): with the correctly
+  // rounded 127 / absmax these products land just below the tie (-63.499996 -> -63, 63.5 -> 64),
+  // with PyTorch's reciprocal-then-multiply just beyond it (-63.500004 -> -64, 63.499996 -> 63).
+  Module m("fc", QF_MODULE_LINEAR, 2, 2, false, f16());
+  HostTensor w(f16(), {2, 2});
+  fill_as(w, {0.054443359375f, -0.0272216796875f, 0.0458984375f, 0.02294921875f});
+  Int8Run run(host_);
+  run.quantize(q_, m, w.get());
+  EXPECT_EQ(run.codes(), (std::vector<int8_t>{127, -64, 127, 63}));
+}
+
+TEST_F(BnbInt8Quantize, RefusesHasFp16WeightWhichWritesNoInt8Checkpoint) {
+  Bnb8BitQuantizer q(R"({"quant_method": "bitsandbytes", "load_in_8bit": true,
+                         "llm_int8_has_fp16_weight": true})");
+  Module m("model.layers.0.mlp.up_proj", QF_MODULE_LINEAR, 2, 8, false, f16());
+  HostTensor w(f16(), {2, 8});
+  fill_as(w, test::normal_values(16, 3));
+  TensorSink sink(host_);
+  sdk::TensorSink handle(sink.get());
+  const auto e = test::expect_error(
+      [&] { q.quantize(sdk::Call(nullptr), m.get(), w.get(), nullptr, nullptr, handle); },
+      QF_CODE_INVALID_ARGUMENT);
+  const std::string text = std::string(e.what()) + " " + e.why() + " " + e.fix();
+  EXPECT_NE(text.find("model.layers.0.mlp.up_proj"), std::string::npos) << text;
+  EXPECT_NE(text.find("llm_int8_has_fp16_weight: false"), std::string::npos) << text;
 }
 
 TEST_F(BnbInt8Quantize, RoundTripStaysWithinHalfAStep) {
