@@ -8,19 +8,16 @@
 #include <vector>
 
 #include "cpu/e4m3.hpp"
+#include "cpu/half.hpp"
+#include "cpu/kernels.hpp"
 #include "fp8_layout.hpp"
+#include "fp8_scales.hpp"
 #include "fp8_tensor_io.hpp"
 
 namespace qforge::plugins::fp8 {
 namespace {
 
 using sdk::Error;
-
-// The quantize multiplier of a row whose largest magnitude is amax (fp8_row_quantize_ref).
-float row_scale(float amax) {
-  const float s = cpu::kE4m3Max / amax;  // inf for amax == 0
-  return std::min(s, kFbgemmMaxScale);
-}
 
 struct RowQuantized {
   const unsigned char* codes = nullptr;
@@ -61,6 +58,21 @@ void expect_tensor(const qf_module_info& module, const qf_tensor_list& tensors, 
   }
 }
 
+cpu::Dense dense_of(FloatKind kind) {
+  return kind == FloatKind::kF32 ? cpu::Dense::kF32
+                                 : (kind == FloatKind::kF16 ? cpu::Dense::kF16 : cpu::Dense::kBF16);
+}
+
+// The row's max |x| as the reference computes it: std::max(amax, |x|) skips NaN (the comparison
+// is false), which the kernels' bit maximum would not.
+float row_amax(cpu::Isa isa, const float* x, int64_t n) {
+  const uint32_t bits = cpu::amax_bits(isa, cpu::Dense::kF32, x, n);
+  if (bits <= 0x7F800000u) return cpu::f32_of(bits);
+  float amax = 0.0f;
+  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  return amax;
+}
+
 }  // namespace
 
 std::string describe_fbgemm_json(const qf_module_info& module) {
@@ -94,12 +106,34 @@ void quantize_fbgemm(const sdk::Call& call, const qf_module_info& module, const 
   }
   const int64_t rows = weight.shape[0];
   const int64_t cols = weight.shape[1];
-  const std::vector<float> w = read_floats(weight, "module '" + name + "' weight");
+  const std::string what = "module '" + name + "' weight";
+  const cpu::Dense kind = dense_of(float_kind(weight.dtype, what));
+  require_host_contiguous(weight, what);
+  const unsigned char* src = bytes_of(weight);
+  const int64_t esize = cpu::dense_size(kind);
+  const cpu::Isa isa = cpu::select_isa();
+  const DLDevice cpu_device{kDLCPU, 0};
+  DLTensor& q =
+      out.allocate("weight", sdk::make_dtype(QF_DL_FLOAT8_E4M3FN, 8), {rows, cols}, cpu_device);
+  DLTensor& s = out.allocate("weight_scale", sdk::make_dtype(kDLFloat, 32), {rows, 1}, cpu_device);
+  unsigned char* codes = bytes_of(q);
   std::vector<float> scale(static_cast<size_t>(rows));
+  std::vector<uint32_t> amax(static_cast<size_t>(rows));  // >= 0x7F800000: non-finite
+  // Max and encode row by row: the row is still in cache for the encode.
+  call.parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const unsigned char* row = src + r * cols * esize;
+      const uint32_t m = cpu::amax_bits(isa, kind, row, cols);
+      amax[static_cast<size_t>(r)] = m;
+      if (m >= 0x7F800000u) continue;  // reported below
+      scale[static_cast<size_t>(r)] = fbgemm_row_multiplier(cpu::f32_of(m));
+      cpu::encode_scaled(isa, kind, row, cols, scale[static_cast<size_t>(r)], codes + r * cols);
+    }
+  });
   for (int64_t r = 0; r < rows; ++r) {
-    float amax = 0.0f;
+    if (amax[static_cast<size_t>(r)] < 0x7F800000u) continue;
     for (int64_t c = 0; c < cols; ++c) {
-      const float v = w[static_cast<size_t>(r * cols + c)];
+      const float v = cpu::scalar::widen(kind, src, r * cols + c);
       if (!std::isfinite(v)) {
         throw Error(QF_CODE_INVALID_ARGUMENT,
                     "module '" + name + "': weight has a non-finite value (" +
@@ -109,47 +143,35 @@ void quantize_fbgemm(const sdk::Call& call, const qf_module_info& module, const 
                     "an FP8 row scale is max|w| / 448, which NaN or Inf makes meaningless",
                     "fix or re-export the source checkpoint; the weights are corrupt");
       }
-      amax = std::max(amax, std::fabs(v));
     }
-    scale[static_cast<size_t>(r)] = row_scale(amax);
   }
   call.throw_if_cancelled();
-  const DLDevice cpu_device{kDLCPU, 0};
-  DLTensor& q =
-      out.allocate("weight", sdk::make_dtype(QF_DL_FLOAT8_E4M3FN, 8), {rows, cols}, cpu_device);
-  DLTensor& s = out.allocate("weight_scale", sdk::make_dtype(kDLFloat, 32), {rows, 1}, cpu_device);
-  unsigned char* codes = bytes_of(q);
-  call.parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      for (int64_t c = 0; c < cols; ++c) {
-        codes[r * cols + c] = cpu::e4m3_from_float(w[static_cast<size_t>(r * cols + c)] *
-                                                   scale[static_cast<size_t>(r)]);
-      }
-    }
-  });
   for (int64_t r = 0; r < rows; ++r) {
     const float inv = 1.0f / scale[static_cast<size_t>(r)];
     std::memcpy(bytes_of(s) + r * 4, &inv, sizeof inv);
   }
 }
 
-void dequantize_fbgemm(const sdk::Call& /*call*/, const qf_module_info& module,
+void dequantize_fbgemm(const sdk::Call& call, const qf_module_info& module,
                        const qf_tensor_list& tensors, sdk::TensorSink& out) {
   const RowQuantized q = read_quantized(module, tensors);
   const int64_t rows = module.out_features;
   const int64_t cols = module.in_features;
-  const auto& table = cpu::e4m3_table();
-  std::vector<float> w(static_cast<size_t>(rows * cols));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c)
-      w[static_cast<size_t>(r * cols + c)] =
-          table[q.codes[r * cols + c]] * q.inv[static_cast<size_t>(r)];
   const DLDataType d = module.weight_dtype;
   const bool dense_ok = d.lanes == 1 && ((d.code == kDLFloat && (d.bits == 32 || d.bits == 16)) ||
                                          (d.code == kDLBfloat && d.bits == 16));
   const DLDataType dtype = dense_ok ? d : sdk::make_dtype(kDLFloat, 32);
+  const cpu::Dense kind = dense_of(float_kind(dtype, "weight"));
   DLTensor& dense = out.allocate("weight", dtype, {rows, cols}, DLDevice{kDLCPU, 0});
-  write_floats(w.data(), rows * cols, float_kind(dtype, "weight"), bytes_of(dense));
+  unsigned char* dst = bytes_of(dense);
+  const int64_t esize = cpu::dense_size(kind);
+  const cpu::Isa isa = cpu::select_isa();
+  call.parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      cpu::decode_scaled(isa, q.codes + r * cols, cols, q.inv[static_cast<size_t>(r)], kind,
+                         dst + r * cols * esize);
+    }
+  });
 }
 
 void linear_forward_fbgemm(const sdk::Call& call, const FbgemmFp8Config& config,
@@ -174,31 +196,38 @@ void linear_forward_fbgemm(const sdk::Call& call, const FbgemmFp8Config& config,
                 "expected " + std::to_string(tokens * out_f) + " elements",
                 "allocate y as [..., out_features]");
   }
-  const auto& table = cpu::e4m3_table();
   const auto ub = static_cast<float>(config.activation_scale_ub);
-  unsigned char* ybytes = bytes_of(y);
-  const size_t item = ykind == FloatKind::kF32 ? 4 : 2;
-  call.parallel_for(tokens, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> xq(static_cast<size_t>(in));
-    std::vector<float> row(static_cast<size_t>(out_f));
+  const cpu::Isa isa = cpu::select_isa();
+  // Activations through e4m3 per row (not rescaled: the row's 1 / scale multiplies the sum).
+  std::vector<float> xq(xs.size());
+  std::vector<float> xinv(static_cast<size_t>(tokens));
+  call.parallel_for(tokens, 16, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const float* xr = xs.data() + t * in;
-      float amax = 0.0f;
-      for (int64_t i = 0; i < in; ++i) amax = std::max(amax, std::fabs(xr[i]));
-      const float xscale = row_scale(std::min(amax, ub));
-      for (int64_t i = 0; i < in; ++i)
-        xq[static_cast<size_t>(i)] = table[cpu::e4m3_from_float(xr[i] * xscale)];
-      const float xinv = 1.0f / xscale;
-      for (int64_t o = 0; o < out_f; ++o) {
-        const unsigned char* wr = q.codes + o * in;
-        float acc = 0.0f;
-        for (int64_t i = 0; i < in; ++i) acc += xq[static_cast<size_t>(i)] * table[wr[i]];
-        row[static_cast<size_t>(o)] = acc * xinv * q.inv[static_cast<size_t>(o)] +
-                                      (b.empty() ? 0.0f : b[static_cast<size_t>(o)]);
-      }
-      write_floats(row.data(), out_f, ykind, ybytes + static_cast<size_t>(t * out_f) * item);
+      const float xscale =
+          fbgemm_row_multiplier(std::min(row_amax(isa, xs.data() + t * in, in), ub));
+      cpu::round_trip_mul(isa, xs.data() + t * in, in, xscale, xq.data() + t * in);
+      xinv[static_cast<size_t>(t)] = 1.0f / xscale;
     }
   });
+  // Sums of e4m3 products in fp32, k in order: the weight's matrix with a unit scale.
+  const float one = 1.0f;
+  const cpu::CodeMatrix w{
+      q.codes, out_f, in, &one, std::max<int64_t>(out_f, 1), std::max<int64_t>(in, 1), 1};
+  std::vector<float> acc(static_cast<size_t>(tokens * out_f));
+  call.parallel_for(out_f, 64, [&](int64_t o0, int64_t o1) {
+    cpu::linear_accumulate(isa, w, xq.data(), tokens, o0, o1, acc.data(), out_f);
+  });
+  unsigned char* ybytes = bytes_of(y);
+  const size_t item = ykind == FloatKind::kF32 ? 4 : 2;
+  for (int64_t t = 0; t < tokens; ++t) {
+    float* row = acc.data() + t * out_f;
+    const float inv_x = xinv[static_cast<size_t>(t)];
+    for (int64_t o = 0; o < out_f; ++o) {
+      row[o] = row[o] * inv_x * q.inv[static_cast<size_t>(o)] +
+               (b.empty() ? 0.0f : b[static_cast<size_t>(o)]);
+    }
+    write_floats(row, out_f, ykind, ybytes + static_cast<size_t>(t * out_f) * item);
+  }
 }
 
 }  // namespace qforge::plugins::fp8

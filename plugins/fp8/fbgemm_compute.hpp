@@ -9,12 +9,9 @@
 #include <string>
 
 #include "fbgemm_config.hpp"
+#include "fp8_scales.hpp"  // kFbgemmMaxScale
 
 namespace qforge::plugins::fp8 {
-
-// FBGEMM's smallest row scale is 1 / (448 * 512), so the quantize multiplier is at most this;
-// an all-zero row (448 / 0 = inf) gets it too.
-inline constexpr float kFbgemmMaxScale = 448.0f * 512.0f;
 
 std::string describe_fbgemm_json(const qf_module_info& module);
 void check_fbgemm_tensors(const qf_module_info& module, const qf_tensor_list& tensors);

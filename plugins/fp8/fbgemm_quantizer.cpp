@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fbgemm_compute.hpp"
+#include "fp8_device.hpp"
 #include "fp8_layout.hpp"
 #include "fp8_quantizer.hpp"
 
@@ -12,12 +13,16 @@ namespace qforge::plugins::fp8 {
 FbgemmFp8Quantizer::FbgemmFp8Quantizer(const std::string& config_json)
     : config_(parse_fbgemm_config(config_json)) {}
 
-void FbgemmFp8Quantizer::validate_environment(const std::string& /*env_json*/,
-                                              const std::string& /*request_json*/) {
-  // transformers needs fbgemm-gpu and compute capability >= 9.0; this build always emulates.
-  if (sdk::log_enabled(QF_LOG_WARN)) {
-    sdk::log(QF_LOG_WARN, std::string("fbgemm_fp8: ") + kFbgemmEmulationNote);
-  }
+Fp8Rules FbgemmFp8Quantizer::rules() const {
+  return Fp8Rules{kMethodFbgemmFp8, 9, 0, false, kCudaKernelsBuilt};
+}
+
+void FbgemmFp8Quantizer::validate_environment(const std::string& env_json,
+                                              const std::string& request_json) {
+  decision_ =
+      check_fp8_environment(rules(), parse_environment(env_json), parse_request(request_json));
+  const int32_t level = decision_->emulated ? QF_LOG_WARN : QF_LOG_INFO;
+  if (sdk::log_enabled(level)) sdk::log(level, describe(*decision_, rules()));
 }
 
 std::string FbgemmFp8Quantizer::update_dtype(const std::string& dtype) {
@@ -62,7 +67,7 @@ bool FbgemmFp8Quantizer::needs_quantization(const qf_module_info& module, std::s
 
 std::string FbgemmFp8Quantizer::describe_quantized(const qf_module_info& module) {
   nlohmann::json described = nlohmann::json::parse(describe_fbgemm_json(module));
-  described["kernels"] = {{"cpu", kFbgemmEmulationNote}, {"cuda", "none (not implemented yet)"}};
+  described["kernels"] = kernels_json(decision_, rules());
   return described.dump();
 }
 
@@ -74,17 +79,22 @@ void FbgemmFp8Quantizer::check_quantized(const qf_module_info& module,
 void FbgemmFp8Quantizer::quantize(const sdk::Call& call, const qf_module_info& module,
                                   const DLTensor& weight, const DLTensor* /*bias*/,
                                   const qf_tensor_list* /*calibration*/, sdk::TensorSink& out) {
+  if (is_device_call(call)) return device_quantize_fbgemm(call, module, weight, out);
   quantize_fbgemm(call, module, weight, out);
 }
 
 void FbgemmFp8Quantizer::dequantize(const sdk::Call& call, const qf_module_info& module,
                                     const qf_tensor_list& tensors, sdk::TensorSink& out) {
+  if (is_device_call(call)) return device_dequantize_fbgemm(call, module, tensors, out);
   dequantize_fbgemm(call, module, tensors, out);
 }
 
 void FbgemmFp8Quantizer::linear_forward(const sdk::Call& call, const qf_module_info& module,
                                         const qf_tensor_list& tensors, const DLTensor& x,
                                         const DLTensor* bias, DLTensor& y) {
+  if (is_device_call(call)) {
+    return device_linear_forward_fbgemm(call, config_, module, tensors, x, bias, y);
+  }
   linear_forward_fbgemm(call, config_, module, tensors, x, bias, y);
 }
 

@@ -1,17 +1,15 @@
 // transformers' FbgemmFp8HfQuantizer (quant_method "fbgemm_fp8", FORMATS.md §2.7) as a qforge
-// SDK class. CPU emulation only in this landing, reported like fp8's (fp8_quantizer.hpp).
+// SDK class, with the same emulation rules and reports as fp8's (fp8_environment.hpp).
 #pragma once
 
+#include <optional>
 #include <qforge/qf_plugin.hpp>
 #include <string>
 
 #include "fbgemm_config.hpp"
+#include "fp8_environment.hpp"
 
 namespace qforge::plugins::fp8 {
-
-inline constexpr const char* kFbgemmEmulationNote =
-    "CPU emulation of f8f8bf16_rowwise: activations quantized to e4m3 per row, e4m3 products "
-    "summed in fp32, row scales applied (no FP8 hardware path in this build)";
 
 class FbgemmFp8Quantizer final : public sdk::Quantizer {
  public:
@@ -38,7 +36,10 @@ class FbgemmFp8Quantizer final : public sdk::Quantizer {
   std::string postprocess(const std::string& model_config_json) override;
 
  private:
+  Fp8Rules rules() const;
+
   FbgemmFp8Config config_;
+  std::optional<Fp8Decision> decision_;  // set by validate_environment
 };
 
 }  // namespace qforge::plugins::fp8

@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 
 #include "fp8_compute.hpp"
+#include "fp8_device.hpp"
+#include "fp8_environment.hpp"
 #include "fp8_layout.hpp"
 
 namespace qforge::plugins::fp8 {
@@ -28,14 +30,17 @@ std::optional<std::string> find_skip_match(const std::string& name,
 Fp8Quantizer::Fp8Quantizer(const std::string& config_json)
     : config_(parse_fp8_config(config_json)) {}
 
-void Fp8Quantizer::validate_environment(const std::string& /*env_json*/,
-                                        const std::string& /*request_json*/) {
-  // transformers requires a GPU of compute capability >= 8.9; this build has no GPU path, so it
-  // always emulates, and says so rather than silently (issue 6 item 4).
-  if (sdk::log_enabled(QF_LOG_WARN)) {
-    sdk::log(QF_LOG_WARN, std::string("fp8: ") + kEmulationNote +
-                              (config_.dequantize ? " (dequantize: true requested)" : ""));
-  }
+Fp8Rules Fp8Quantizer::rules() const {
+  return Fp8Rules{kMethodFp8, 8, 9, config_.dequantize, kCudaKernelsBuilt};
+}
+
+void Fp8Quantizer::validate_environment(const std::string& env_json,
+                                        const std::string& request_json) {
+  decision_ =
+      check_fp8_environment(rules(), parse_environment(env_json), parse_request(request_json));
+  // Emulation is never silent (issue 6): the log line is what plan and quantize print.
+  const int32_t level = decision_->emulated ? QF_LOG_WARN : QF_LOG_INFO;
+  if (sdk::log_enabled(level)) sdk::log(level, describe(*decision_, rules()));
 }
 
 std::string Fp8Quantizer::update_dtype(const std::string& dtype) {
@@ -69,7 +74,7 @@ bool Fp8Quantizer::needs_quantization(const qf_module_info& module, std::string&
 
 std::string Fp8Quantizer::describe_quantized(const qf_module_info& module) {
   nlohmann::json described = nlohmann::json::parse(describe_json(config_, module));
-  described["kernels"] = {{"cpu", kEmulationNote}, {"cuda", "none (not implemented yet)"}};
+  described["kernels"] = kernels_json(decision_, rules());
   return described.dump();
 }
 
@@ -80,17 +85,22 @@ void Fp8Quantizer::check_quantized(const qf_module_info& module, const qf_tensor
 void Fp8Quantizer::quantize(const sdk::Call& call, const qf_module_info& module,
                             const DLTensor& weight, const DLTensor* /*bias*/,
                             const qf_tensor_list* /*calibration*/, sdk::TensorSink& out) {
+  if (is_device_call(call)) return device_quantize_fp8(call, config_, module, weight, out);
   quantize_fp8(call, config_, module, weight, out);
 }
 
 void Fp8Quantizer::dequantize(const sdk::Call& call, const qf_module_info& module,
                               const qf_tensor_list& tensors, sdk::TensorSink& out) {
+  if (is_device_call(call)) return device_dequantize_fp8(call, config_, module, tensors, out);
   dequantize_fp8(call, config_, module, tensors, out);
 }
 
 void Fp8Quantizer::linear_forward(const sdk::Call& call, const qf_module_info& module,
                                   const qf_tensor_list& tensors, const DLTensor& x,
                                   const DLTensor* bias, DLTensor& y) {
+  if (is_device_call(call)) {
+    return device_linear_forward_fp8(call, config_, module, tensors, x, bias, y);
+  }
   linear_forward_fp8(call, config_, module, tensors, x, bias, y);
 }
 

@@ -1,6 +1,7 @@
 // transformers' FineGrainedFP8HfQuantizer (quant_method "fp8", FORMATS.md §2.6) as a qforge SDK
-// class. This first landing computes on the CPU only, by emulation (fp8_compute.hpp): it says so
-// in validate_environment's log and in describe_quantized's "kernels", which plan and doctor show.
+// class. Where there is no FP8 hardware it computes by emulation (fp8_compute.hpp), only when
+// the user allows it (fp8_environment.hpp), and says so in validate_environment's log and in
+// describe_quantized's "kernels", which plan and doctor show.
 #pragma once
 
 #include <optional>
@@ -9,14 +10,12 @@
 #include <vector>
 
 #include "fp8_config.hpp"
+#include "fp8_environment.hpp"
 
 namespace qforge::plugins::fp8 {
 
 inline constexpr const char* kPluginId = "fp8";
 inline constexpr const char* kPluginVersion = "0.1.0";  // must equal manifests/plugins/fp8.yaml
-inline constexpr const char* kEmulationNote =
-    "CPU emulation: weights dequantized to float32, activations round-tripped through e4m3 per "
-    "token group, fp32 GEMM (no FP8 hardware path in this build)";
 
 // The entry of `skip` that excludes module `name`, if any: the module's last name component,
 // the full name, or a dotted prefix / suffix of it ("model.layers.1" skips
@@ -49,7 +48,10 @@ class Fp8Quantizer final : public sdk::Quantizer {
   std::string postprocess(const std::string& model_config_json) override;
 
  private:
+  Fp8Rules rules() const;
+
   Fp8Config config_;
+  std::optional<Fp8Decision> decision_;  // set by validate_environment
 };
 
 }  // namespace qforge::plugins::fp8

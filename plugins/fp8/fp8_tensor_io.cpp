@@ -5,65 +5,11 @@
 #include <cstring>
 #include <qforge/qf_plugin.hpp>
 
+#include "cpu/half.hpp"
+
 namespace qforge::plugins::fp8 {
-namespace {
 
 using sdk::Error;
-
-float f32_from_bits(uint32_t b) noexcept {
-  float f = 0;
-  std::memcpy(&f, &b, sizeof f);
-  return f;
-}
-uint32_t bits_from_f32(float f) noexcept {
-  uint32_t b = 0;
-  std::memcpy(&b, &f, sizeof b);
-  return b;
-}
-
-float half_to_float(uint16_t h) noexcept {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  const int e = (h >> 10) & 0x1F;
-  const uint32_t m = h & 0x3FFu;
-  if (e == 0x1F) return f32_from_bits(sign | 0x7F800000u | (m << 13));
-  if (e == 0) {
-    const float v = std::ldexp(static_cast<float>(m), -24);
-    return sign != 0 ? -v : v;
-  }
-  return f32_from_bits(sign | (static_cast<uint32_t>(e + 112) << 23) | (m << 13));
-}
-
-uint16_t float_to_half(float f) noexcept {
-  const uint32_t b = bits_from_f32(f);
-  const auto sign = static_cast<uint16_t>((b >> 16) & 0x8000u);
-  const uint32_t a = b & 0x7FFFFFFFu;
-  if (a > 0x7F800000u) return sign | 0x7E00u;   // NaN
-  if (a >= 0x477FF000u) return sign | 0x7C00u;  // rounds to >= 65520: Inf
-  const uint32_t exponent = a >> 23;
-  if (exponent < 113) {               // half subnormal or zero: multiples of 2^-24
-    if (exponent < 102) return sign;  // below 2^-25
-    const uint32_t m = (a & 0x7FFFFFu) | 0x800000u;
-    const uint32_t shift = 126u - exponent;  // value * 2^24 = m * 2^(exponent-126)
-    const uint32_t q = m >> shift;
-    const uint32_t rem = m & ((1u << shift) - 1u);
-    const uint32_t half = 1u << (shift - 1u);
-    return sign |
-           static_cast<uint16_t>((rem > half || (rem == half && (q & 1u) != 0)) ? q + 1u : q);
-  }
-  const uint32_t q = a >> 13;
-  const uint32_t rem = a & 0x1FFFu;
-  const uint32_t r = (rem > 0x1000u || (rem == 0x1000u && (q & 1u) != 0)) ? q + 1u : q;
-  return sign | static_cast<uint16_t>(r - (112u << 10));
-}
-
-uint16_t float_to_bf16(float f) noexcept {
-  const uint32_t b = bits_from_f32(f);
-  if ((b & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((b >> 16) | 0x40u);
-  const uint32_t lsb = (b >> 16) & 1u;
-  return static_cast<uint16_t>((b + 0x7FFFu + lsb) >> 16);
-}
-
-}  // namespace
 
 FloatKind float_kind(DLDataType dtype, const std::string& what) {
   if (dtype.lanes == 1 && dtype.code == kDLFloat && dtype.bits == 32) return FloatKind::kF32;
@@ -110,9 +56,8 @@ std::vector<float> read_floats(const DLTensor& t, const std::string& what) {
     } else {
       uint16_t h = 0;
       std::memcpy(&h, p + 2 * i, 2);
-      out[static_cast<size_t>(i)] = kind == FloatKind::kF16
-                                        ? half_to_float(h)
-                                        : f32_from_bits(static_cast<uint32_t>(h) << 16);
+      out[static_cast<size_t>(i)] =
+          kind == FloatKind::kF16 ? cpu::f16_to_f32(h) : cpu::bf16_to_f32(h);
     }
   }
   return out;
@@ -125,7 +70,7 @@ void write_floats(const float* values, int64_t count, FloatKind kind, void* dst)
       std::memcpy(p + 4 * i, &values[i], 4);
     } else {
       const uint16_t h =
-          kind == FloatKind::kF16 ? float_to_half(values[i]) : float_to_bf16(values[i]);
+          kind == FloatKind::kF16 ? cpu::f32_to_f16(values[i]) : cpu::f32_to_bf16(values[i]);
       std::memcpy(p + 2 * i, &h, 2);
     }
   }

@@ -38,35 +38,6 @@ bool ok_cuda(cudaError_t e, const char* what, Report& report) {
   return false;
 }
 
-// Device-to-device copy bandwidth (read + write) of a 1 GiB buffer.
-double copy_gbps(cudaStream_t s, int iterations, Report& report) {
-  void* a = nullptr;
-  void* b = nullptr;
-  if (!ok_cuda(cudaMalloc(&a, kColdBytes), "cudaMalloc", report) ||
-      !ok_cuda(cudaMalloc(&b, kColdBytes), "cudaMalloc", report)) {
-    return 0.0;
-  }
-  cudaMemset(a, 1, kColdBytes);
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0);
-  cudaEventCreate(&e1);
-  std::vector<double> times;
-  for (int i = 0; i < iterations + 2; ++i) {
-    cudaEventRecord(e0, s);
-    cudaMemcpyAsync(b, a, kColdBytes, cudaMemcpyDeviceToDevice, s);
-    cudaEventRecord(e1, s);
-    cudaEventSynchronize(e1);
-    float ms = 0.0f;
-    cudaEventElapsedTime(&ms, e0, e1);
-    if (i >= 2) times.push_back(ms);  // two warm-up copies
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  cudaFree(a);
-  cudaFree(b);
-  return 2.0 * static_cast<double>(kColdBytes) / (median(times) * 1e-3) / kGB;
-}
-
 struct Result {
   double gemv_gbps = 0.0;
   double gemv_gpu_us = 0.0;   // per call, back to back on the GPU
@@ -224,12 +195,43 @@ Result bench_shape(const Plugin& plugin, int64_t out, int64_t in, cudaStream_t s
 
 }  // namespace
 
-void run_bench(const Plugin& plugin, Report& report, int iterations) {
+// Device-to-device copy bandwidth (read + write) of a 1 GiB buffer.
+double copy_gbps(int iterations, Report& report) {
   cudaStream_t s = nullptr;
   cudaStreamCreate(&s);
-  const double copy = copy_gbps(s, iterations, report);
-  std::printf("R7 device-to-device copy: %.1f GB/s (read + write, 1 GiB, median of %d)\n", copy,
-              iterations);
+  void* a = nullptr;
+  void* b = nullptr;
+  if (!ok_cuda(cudaMalloc(&a, kColdBytes), "cudaMalloc", report) ||
+      !ok_cuda(cudaMalloc(&b, kColdBytes), "cudaMalloc", report)) {
+    cudaFree(a);
+    cudaStreamDestroy(s);
+    return 0.0;
+  }
+  cudaMemset(a, 1, kColdBytes);
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  std::vector<double> times;
+  for (int i = 0; i < iterations + 2; ++i) {
+    cudaEventRecord(e0, s);
+    cudaMemcpyAsync(b, a, kColdBytes, cudaMemcpyDeviceToDevice, s);
+    cudaEventRecord(e1, s);
+    cudaEventSynchronize(e1);
+    float ms = 0.0f;
+    cudaEventElapsedTime(&ms, e0, e1);
+    if (i >= 2) times.push_back(ms);  // two warm-up copies
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaFree(a);
+  cudaFree(b);
+  cudaStreamDestroy(s);
+  return 2.0 * static_cast<double>(kColdBytes) / (median(times) * 1e-3) / kGB;
+}
+
+void run_bench(const Plugin& plugin, Report& report, int iterations, double copy) {
+  cudaStream_t s = nullptr;
+  cudaStreamCreate(&s);
   struct {
     const char* label;
     int64_t out, in;

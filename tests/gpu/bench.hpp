@@ -7,6 +7,11 @@
 
 namespace qforge::gpu_harness {
 
-void run_bench(const Plugin& plugin, Report& report, int iterations);
+// Device-to-device copy bandwidth (read + write counted) of a 1 GiB buffer, median of N: the
+// denominator of every R7 ratio.
+double copy_gbps(int iterations, Report& report);
+
+// bnb: NF4 GEMV and quantize figures over `copy` (GB/s from copy_gbps).
+void run_bench(const Plugin& plugin, Report& report, int iterations, double copy);
 
 }  // namespace qforge::gpu_harness

@@ -29,64 +29,6 @@ const Shape kShapes[] = {
     {"conv1d[in 64, out 96]", QF_MODULE_CONV1D, 96, 64},
 };
 
-std::string fmt(const char* f, double a, double b = 0.0) {
-  char buf[160];
-  std::snprintf(buf, sizeof buf, f, a, b);
-  return buf;
-}
-
-// Copies every tensor of `src` to the GPU (quant_state blob included: the plugin must read it
-// back itself, as with a host that keeps everything on the device).
-std::vector<std::unique_ptr<OwnedTensor>> to_gpu(const Sink& src) {
-  std::vector<std::unique_ptr<OwnedTensor>> out;
-  for (const auto& t : src.tensors()) {
-    const auto bytes = host_bytes(t->t);
-    out.push_back(make_tensor(t->name, t->t.dtype, t->shape, true, bytes.data()));
-  }
-  return out;
-}
-
-qf_tensor_list list_of(const std::vector<std::unique_ptr<OwnedTensor>>& ts,
-                       std::vector<qf_named_tensor>& items) {
-  items.clear();
-  for (const auto& t : ts) items.push_back({t->name.c_str(), &t->t});
-  qf_tensor_list l{};
-  l.struct_size = sizeof(qf_tensor_list);
-  l.abi_version = QF_ABI_VERSION;
-  l.count = static_cast<int64_t>(items.size());
-  l.items = items.data();
-  return l;
-}
-
-// Compares float outputs: max |gpu - cpu| against tol * max |cpu|.
-bool close(const std::vector<float>& cpu, const std::vector<float>& gpu, double tol,
-           std::string& detail) {
-  if (cpu.size() != gpu.size()) {
-    detail = "size " + std::to_string(gpu.size()) + " vs CPU " + std::to_string(cpu.size());
-    return false;
-  }
-  double maxref = 0.0, maxdiff = 0.0;
-  size_t same = 0, worst = 0;
-  for (size_t i = 0; i < cpu.size(); ++i) {
-    maxref = std::max(maxref, static_cast<double>(std::fabs(cpu[i])));
-    const double d = std::fabs(static_cast<double>(cpu[i]) - gpu[i]);
-    if (!(d <= maxdiff)) {
-      maxdiff = d;
-      worst = i;
-    }
-    if (cpu[i] == gpu[i]) ++same;
-  }
-  const bool ok = maxdiff <= tol * std::max(maxref, 1e-30);
-  detail = fmt("max |diff| %.3g (", maxdiff) +
-           fmt("%.3g of max |cpu|", maxdiff / std::max(maxref, 1e-30)) + fmt(", tol %.1g), ", tol) +
-           std::to_string(same) + "/" + std::to_string(cpu.size()) + " identical";
-  if (!ok) {
-    detail += fmt("; worst at %.0f: cpu %.9g", static_cast<double>(worst), cpu[worst]) +
-              fmt(" gpu %.9g", gpu[worst]);
-  }
-  return ok;
-}
-
 double dtype_tol(DLDataType d) {
   return d.bits == 32 ? 1e-4 : (d.code == kDLFloat ? 2e-3 : 1.6e-2);
 }

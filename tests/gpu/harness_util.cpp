@@ -4,6 +4,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -13,6 +15,12 @@ namespace qforge::gpu_harness {
 void Report::result(bool ok, const std::string& name, const std::string& detail) {
   (ok ? passed : failed) += 1;
   std::printf("%s  %s: %s\n", ok ? "PASS" : "FAIL", name.c_str(), detail.c_str());
+  std::fflush(stdout);
+}
+
+void Report::skip(const std::string& name, const std::string& reason) {
+  skipped += 1;
+  std::printf("SKIP  %s: %s\n", name.c_str(), reason.c_str());
   std::fflush(stdout);
 }
 
@@ -67,6 +75,40 @@ std::vector<float> to_floats(const std::vector<uint8_t>& bytes, DLDataType dtype
 const char* dtype_label(DLDataType dtype) {
   if (dtype.bits == 32) return "f32";
   return dtype.code == kDLFloat ? "f16" : "bf16";
+}
+
+std::string fmt(const char* f, double a, double b) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, f, a, b);
+  return buf;
+}
+
+bool close(const std::vector<float>& cpu, const std::vector<float>& gpu, double tol,
+           std::string& detail) {
+  if (cpu.size() != gpu.size()) {
+    detail = "size " + std::to_string(gpu.size()) + " vs CPU " + std::to_string(cpu.size());
+    return false;
+  }
+  double maxref = 0.0, maxdiff = 0.0;
+  size_t same = 0, worst = 0;
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    maxref = std::max(maxref, static_cast<double>(std::fabs(cpu[i])));
+    const double d = std::fabs(static_cast<double>(cpu[i]) - gpu[i]);
+    if (!(d <= maxdiff)) {
+      maxdiff = d;
+      worst = i;
+    }
+    if (cpu[i] == gpu[i]) ++same;
+  }
+  const bool ok = maxdiff <= tol * std::max(maxref, 1e-30);
+  detail = fmt("max |diff| %.3g (", maxdiff) +
+           fmt("%.3g of max |cpu|", maxdiff / std::max(maxref, 1e-30)) + fmt(", tol %.1g), ", tol) +
+           std::to_string(same) + "/" + std::to_string(cpu.size()) + " identical";
+  if (!ok) {
+    detail += fmt("; worst at %.0f: cpu %.9g", static_cast<double>(worst), cpu[worst]) +
+              fmt(" gpu %.9g", gpu[worst]);
+  }
+  return ok;
 }
 
 qf_module_info module_info(const char* name, int32_t kind, int64_t out, int64_t in,

@@ -166,6 +166,27 @@ std::vector<uint8_t> host_bytes(const DLTensor& t) {
   return out;
 }
 
+std::vector<std::unique_ptr<OwnedTensor>> to_gpu(const Sink& src) {
+  std::vector<std::unique_ptr<OwnedTensor>> out;
+  for (const auto& t : src.tensors()) {
+    const auto bytes = host_bytes(t->t);
+    out.push_back(make_tensor(t->name, t->t.dtype, t->shape, true, bytes.data()));
+  }
+  return out;
+}
+
+qf_tensor_list list_of(const std::vector<std::unique_ptr<OwnedTensor>>& ts,
+                       std::vector<qf_named_tensor>& items) {
+  items.clear();
+  for (const auto& t : ts) items.push_back({t->name.c_str(), &t->t});
+  qf_tensor_list l{};
+  l.struct_size = sizeof(qf_tensor_list);
+  l.abi_version = QF_ABI_VERSION;
+  l.count = static_cast<int64_t>(items.size());
+  l.items = items.data();
+  return l;
+}
+
 Sink::Sink() {
   sink_.struct_size = sizeof(qf_tensor_sink);
   sink_.abi_version = QF_ABI_VERSION;

@@ -63,6 +63,13 @@ class Sink {
   size_t arena_used_ = 0;
 };
 
+// Copies every tensor of `src` to the GPU (a 4-bit quant_state blob included: the plugin must
+// read it back itself, as with a host that keeps everything on the device).
+std::vector<std::unique_ptr<OwnedTensor>> to_gpu(const Sink& src);
+// The tensors as a qf_tensor_list whose items live in `items`.
+qf_tensor_list list_of(const std::vector<std::unique_ptr<OwnedTensor>>& ts,
+                       std::vector<qf_named_tensor>& items);
+
 DLDataType dtype_f32();
 DLDataType dtype_f16();
 DLDataType dtype_bf16();

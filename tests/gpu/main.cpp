@@ -1,9 +1,10 @@
-// bnb GPU harness: loads the bnb plugin through its C ABI and checks every CUDA kernel against
-// the same plugin's CPU path; --bench adds the R7 figures. Needs only the CUDA runtime, no
-// qforge host. Exit codes: 0 all PASS, 1 any FAIL, 2 usage or load error, 77 no CUDA device
-// (after the checks that need none).
+// GPU harness: loads the bnb and fp8 plugins through their C ABI and checks every CUDA kernel
+// against the same plugin's CPU path; --bench adds the R7 figures. Needs only the CUDA runtime,
+// no qforge host. Exit codes: 0 all PASS (SKIPs allowed), 1 any FAIL, 2 usage or load error,
+// 77 no CUDA device (after the checks that need none).
 //
-//   bnb_gpu_harness [--plugin PATH/bnb.so] [--bench] [--iterations N] [--no-checks]
+//   bnb_gpu_harness [--plugin PATH/bnb.so] [--fp8-plugin PATH/fp8.so] [--only bnb|fp8]
+//                   [--bench] [--iterations N] [--no-checks]
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -13,11 +14,16 @@
 
 #include "bench.hpp"
 #include "checks.hpp"
+#include "fp8_bench.hpp"
+#include "fp8_checks.hpp"
 #include "host_shim.hpp"
 #include "plugin.hpp"
 
 #ifndef QFORGE_GPU_DEFAULT_PLUGIN
 #define QFORGE_GPU_DEFAULT_PLUGIN ""
+#endif
+#ifndef QFORGE_GPU_DEFAULT_FP8_PLUGIN
+#define QFORGE_GPU_DEFAULT_FP8_PLUGIN ""
 #endif
 
 namespace qforge::gpu_harness {
@@ -53,9 +59,10 @@ void no_gpu_checks(const Plugin& plugin, Report& report) {
 
 int usage() {
   std::fprintf(stderr,
-               "usage: bnb_gpu_harness [--plugin PATH/bnb.so] [--bench] [--iterations N] "
-               "[--no-checks]\n(default plugin: %s; env QFORGE_BNB_PLUGIN overrides it)\n",
-               QFORGE_GPU_DEFAULT_PLUGIN);
+               "usage: bnb_gpu_harness [--plugin PATH/bnb.so] [--fp8-plugin PATH/fp8.so] "
+               "[--only bnb|fp8] [--bench] [--iterations N] [--no-checks]\n(default plugins: "
+               "%s, %s; env QFORGE_BNB_PLUGIN / QFORGE_FP8_PLUGIN override them)\n",
+               QFORGE_GPU_DEFAULT_PLUGIN, QFORGE_GPU_DEFAULT_FP8_PLUGIN);
   return 2;
 }
 
@@ -66,12 +73,20 @@ int main(int argc, char** argv) {
   using namespace qforge::gpu_harness;
   std::string path = QFORGE_GPU_DEFAULT_PLUGIN;
   if (const char* env = std::getenv("QFORGE_BNB_PLUGIN"); env != nullptr && *env) path = env;
+  std::string fp8_path = QFORGE_GPU_DEFAULT_FP8_PLUGIN;
+  if (const char* env = std::getenv("QFORGE_FP8_PLUGIN"); env != nullptr && *env) fp8_path = env;
+  std::string only;
   bool bench = false, checks = true;
   int iterations = 20;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--plugin" && i + 1 < argc) {
       path = argv[++i];
+    } else if (a == "--fp8-plugin" && i + 1 < argc) {
+      fp8_path = argv[++i];
+    } else if (a == "--only" && i + 1 < argc) {
+      only = argv[++i];
+      if (only != "bnb" && only != "fp8") return usage();
     } else if (a == "--bench") {
       bench = true;
     } else if (a == "--no-checks") {
@@ -83,19 +98,27 @@ int main(int argc, char** argv) {
       return usage();
     }
   }
-  if (path.empty()) return usage();
-  Plugin plugin;
+  if (only == "fp8") path.clear();
+  if (only == "bnb") fp8_path.clear();
+  if (path.empty() && fp8_path.empty()) return usage();
+  Plugin plugin, fp8;
   std::string error;
-  if (!plugin.load(path, error)) {
+  if (!path.empty() && !plugin.load(path, error)) {
     std::fprintf(stderr, "FAIL  load: %s\n", error.c_str());
     return 2;
   }
-  std::printf("plugin: %s\n", path.c_str());
+  if (!fp8_path.empty() && !fp8.load(fp8_path, error)) {
+    std::fprintf(stderr, "FAIL  load: %s\n", error.c_str());
+    return 2;
+  }
+  if (!path.empty()) std::printf("plugin: %s\n", path.c_str());
+  if (!fp8_path.empty()) std::printf("fp8 plugin: %s\n", fp8_path.c_str());
   Report report;
   int devices = 0;
   const cudaError_t e = cudaGetDeviceCount(&devices);
   if (e != cudaSuccess || devices == 0) {
-    no_gpu_checks(plugin, report);
+    if (!path.empty()) no_gpu_checks(plugin, report);
+    if (!fp8_path.empty()) fp8_no_gpu_checks(fp8, report);
     std::printf("no CUDA device (%s); GPU checks skipped\n",
                 e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
     std::printf("SUMMARY: %d passed, %d failed (no-GPU checks only)\n", report.passed,
@@ -106,8 +129,16 @@ int main(int argc, char** argv) {
   cudaGetDeviceProperties(&prop, 0);
   std::printf("device 0: %s, compute capability %d.%d, %.1f GiB\n", prop.name, prop.major,
               prop.minor, static_cast<double>(prop.totalGlobalMem) / (1u << 30));
-  if (checks) run_checks(plugin, report);
-  if (bench) run_bench(plugin, report, iterations);
-  std::printf("SUMMARY: %d passed, %d failed\n", report.passed, report.failed);
+  if (checks && !path.empty()) run_checks(plugin, report);
+  if (checks && !fp8_path.empty()) run_fp8_checks(fp8, report);
+  if (bench) {
+    const double copy = copy_gbps(iterations, report);
+    std::printf("R7 device-to-device copy: %.1f GB/s (read + write, 1 GiB, median of %d)\n", copy,
+                iterations);
+    if (!path.empty()) run_bench(plugin, report, iterations, copy);
+    if (!fp8_path.empty()) run_fp8_bench(fp8, report, iterations, copy);
+  }
+  std::printf("SUMMARY: %d passed, %d failed, %d skipped\n", report.passed, report.failed,
+              report.skipped);
   return report.failed > 0 ? 1 : 0;
 }

@@ -109,8 +109,12 @@ std::unique_ptr<Quantizer> make_quantizer(Host& host, const BenchFlags& flags) {
   SelectionRequest select;
   select.quant_method = config.quant_method;
   select.config = config.config;
-  select.request = {
-      {"pre_quantized", false}, {"dtype", nullptr}, {"device", "cpu"}, {"device_map", nullptr}};
+  select.request = {{"pre_quantized", false},
+                    {"dtype", nullptr},
+                    {"device", "cpu"},
+                    {"device_map", nullptr},
+                    // The bench measures the CPU kernels as they are, emulated ones included.
+                    {"allow_emulation", true}};
   if (!flags.plugin.empty()) select.pinned_plugin = flags.plugin;
   const Selection selection = host.select(select);
   if (!selection.ok()) throw selection.error();

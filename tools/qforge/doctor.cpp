@@ -19,6 +19,10 @@ namespace {
 struct MethodRow {
   std::string device;
   Selection selection;
+  // Served only by emulation (the selection was made with allow_emulation: true); `declined` is
+  // why it is refused without --allow-emulation.
+  bool emulation_only = false;
+  std::string declined;
 };
 
 nlohmann::json selection_json(const MethodRow& row) {
@@ -36,6 +40,8 @@ nlohmann::json selection_json(const MethodRow& row) {
                                                     : nlohmann::json(nullptr)},
                       {"candidates", candidates}};
   if (!row.selection.ok()) j["reason"] = row.selection.explain();
+  j["emulation_only"] = row.emulation_only;
+  if (row.emulation_only) j["without_allow_emulation"] = row.declined;
   return j;
 }
 
@@ -148,7 +154,8 @@ std::string methods_text(const std::vector<MethodRow>& rows) {
   if (rows.empty()) s << "  no healthy plugin declares any quant_method\n";
   for (const auto& row : rows) {
     s << "  " << row.selection.quant_method << " on " << row.device << ": "
-      << (row.selection.ok() ? row.selection.plugin_id : "none can serve") << "\n";
+      << (row.selection.ok() ? row.selection.plugin_id : "none can serve")
+      << (row.emulation_only ? " (emulation only: pass --allow-emulation)" : "") << "\n";
     for (const auto& c : row.selection.candidates) {
       s << "      " << c.plugin_id << " (priority " << c.priority
         << "): " << (c.rejected_because.empty() ? "chosen" : "rejected: " + c.rejected_because)
@@ -194,7 +201,18 @@ int run_doctor(CliContext& ctx) {
                          {"pre_quantized", false},
                          {"dtype", nullptr},
                          {"device_map", nullptr}};
-      rows.push_back(MethodRow{device, host.select(request)});
+      MethodRow row{device, host.select(request), false, ""};
+      if (!row.selection.ok()) {
+        SelectionRequest emulated = request;
+        emulated.request["allow_emulation"] = true;
+        Selection again = host.select(emulated);
+        if (again.ok()) {
+          row.declined = row.selection.explain();
+          row.selection = std::move(again);
+          row.emulation_only = true;
+        }
+      }
+      rows.push_back(std::move(row));
     }
   }
 

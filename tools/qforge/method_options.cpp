@@ -19,6 +19,7 @@ void MethodOptions::add_to(CLI::App& app) {
   app.add_option("--arch-dir", arch_dirs,
                  "Read architecture maps from this folder instead of the default ones")
       ->type_name("DIR");
+  app.add_flag("--allow-emulation", allow_emulation, kAllowEmulationHelp);
 }
 
 PlanRequest MethodOptions::to_request() const {
@@ -29,6 +30,7 @@ PlanRequest MethodOptions::to_request() const {
   request.device = device;
   if (!plugin.empty()) request.pinned_plugin = plugin;
   for (const auto& d : arch_dirs) request.architecture_dirs.emplace_back(d);
+  request.allow_emulation = allow_emulation;
   return request;
 }
 

@@ -13,6 +13,11 @@ class App;
 
 namespace qforge::cli {
 
+// --allow-emulation's help, shared by every command that has the flag.
+inline constexpr const char* kAllowEmulationHelp =
+    "Run methods whose hardware is missing by emulation (FP8 without a GPU of compute capability "
+    ">= 8.9: dequantize + fp32 GEMM); reported, never silent";
+
 struct MethodOptions {
   std::string model;                   // MODEL (folder or .safetensors)
   std::string method;                  // --method
@@ -21,6 +26,7 @@ struct MethodOptions {
   std::string device = "cpu";          // --device
   std::string plugin;                  // --plugin ID
   std::vector<std::string> arch_dirs;  // --arch-dir DIR
+  bool allow_emulation = false;        // --allow-emulation
 
   void add_to(CLI::App& app);
   // Throws qforge::Error (exit 4 for unreadable config files, 2 for malformed --set).

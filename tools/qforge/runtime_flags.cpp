@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "method_options.hpp"  // kAllowEmulationHelp
+
 namespace qforge::cli {
 
 void RuntimeFlags::add_to(CLI::App& cmd) {
@@ -12,12 +14,14 @@ void RuntimeFlags::add_to(CLI::App& cmd) {
       ->check(CLI::NonNegativeNumber);
   cmd.add_option("--arch-dir", arch_dirs, "Architecture map folder (instead of defaults)")
       ->type_name("DIR");
+  cmd.add_flag("--allow-emulation", allow_emulation, kAllowEmulationHelp);
 }
 
 runtime::RuntimeOptions RuntimeFlags::options() const {
   runtime::RuntimeOptions o;
   o.num_threads = threads;
   o.architecture_dirs.assign(arch_dirs.begin(), arch_dirs.end());
+  o.allow_emulation = allow_emulation;
   return o;
 }
 

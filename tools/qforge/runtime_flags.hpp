@@ -16,6 +16,7 @@ namespace qforge::cli {
 struct RuntimeFlags {
   int threads = 0;
   std::vector<std::string> arch_dirs;
+  bool allow_emulation = false;
   void add_to(CLI::App& cmd);
   runtime::RuntimeOptions options() const;
 };

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "commands.hpp"
+#include "method_options.hpp"  // kAllowEmulationHelp
 #include "output.hpp"
 #include "qforge/verify.hpp"
 #include "qforge/verify_runtime.hpp"
@@ -26,6 +27,7 @@ struct VerifyFlags {
   int64_t tokens = 32;
   int threads = 0;
   std::vector<std::string> arch_dirs;
+  bool allow_emulation = false;
 };
 
 std::map<std::string, double> parse_thresholds(const std::vector<std::string>& flags) {
@@ -98,6 +100,7 @@ ModelLoader model_loader(const VerifyFlags& flags, const std::vector<fs::path>& 
   runtime::RuntimeOptions options;
   options.architecture_dirs = dirs;
   options.num_threads = flags.threads;
+  options.allow_emulation = flags.allow_emulation;
   return runtime_model_loader(options);
 }
 
@@ -108,6 +111,7 @@ int run_verify(CliContext& ctx, const VerifyFlags& flags) {
   options.outputs = !flags.static_only;
   options.generate_tokens = flags.tokens;
   options.num_threads = flags.threads;
+  options.allow_emulation = flags.allow_emulation;
   if (!flags.ids_file.empty()) options.inputs = runtime::read_token_file(flags.ids_file).value();
   options.load_model = model_loader(flags, options.architecture_dirs);
   Host host(ctx.host_options());
@@ -161,6 +165,7 @@ Command add_verify_command(CLI::App& parent, CliContext& ctx) {
   cmd->add_option("--arch-dir", flags->arch_dirs, "Architecture map folder (instead of defaults)")
       ->type_name("DIR")
       ->allow_extra_args(false);
+  cmd->add_flag("--allow-emulation", flags->allow_emulation, kAllowEmulationHelp);
   return Command{cmd, [&ctx, flags] { return run_verify(ctx, *flags); }};
 }
 

@@ -83,7 +83,8 @@ struct Selection {
 struct SelectionRequest {
   std::string quant_method;                          // canonical method
   nlohmann::json config = nlohmann::json::object();  // resolved quantization_config
-  // {"pre_quantized": bool, "dtype": str|null, "device": "cpu"|"cuda:0", "device_map": obj|null}
+  // {"pre_quantized": bool, "dtype": str|null, "device": "cpu"|"cuda:0", "device_map": obj|null,
+  //  "allow_emulation": bool} (docs/environment.md, "The request")
   nlohmann::json request = nlohmann::json::object();
   std::optional<std::string> pinned_plugin;  // --plugin ID: must serve or fail
 };

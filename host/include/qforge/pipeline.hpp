@@ -39,6 +39,9 @@ struct PlanRequest {
   std::optional<std::string> dtype;  // dtype for non-quantized tensors (update_dtype)
   std::optional<std::string> pinned_plugin;
   std::vector<std::filesystem::path> architecture_dirs;  // empty: default_architecture_dirs()
+  // The user accepts an emulated path where the method's hardware is missing (FP8 without a
+  // GPU of compute capability >= 8.9); the request JSON's "allow_emulation".
+  bool allow_emulation = false;
 };
 
 enum class ModuleAction {

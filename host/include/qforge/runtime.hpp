@@ -35,6 +35,9 @@ enum class ModelKind { kCausalLM, kEncoder };
 struct RuntimeOptions {
   std::vector<std::filesystem::path> architecture_dirs;  // empty: default_architecture_dirs()
   int num_threads = 0;                                   // 0: every core
+  // Run quantized layers whose hardware is missing by emulation (--allow-emulation); without it
+  // such a plugin refuses to load the model (FP8 on a CPU).
+  bool allow_emulation = false;
   // Activations and dense weights are computed in float32 (the reference); quantized layers
   // get float32 inputs too.
 };

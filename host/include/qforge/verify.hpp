@@ -75,6 +75,7 @@ struct VerifyOptions {
   int64_t generate_tokens = 32;
   int num_threads = 0;
   bool outputs = true;                       // run (f); false: static checks only
+  bool allow_emulation = false;              // PlanRequest::allow_emulation, for (d)'s plan
   std::map<std::string, double> thresholds;  // user overrides by check id
   // How (f) gets its models; empty: the (f) checks are reported as skipped, "runtime
   // unavailable" (never as passed). The CLI passes runtime_model_loader()

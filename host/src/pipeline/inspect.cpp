@@ -30,8 +30,12 @@ Result<Inspection> inspect_checkpoint(Host& host, const Checkpoint& checkpoint,
     if (!resolved.ok()) return resolved.error();
     out.config = resolved.value();
     for (const auto& w : resolved.value().warnings) out.warnings.push_back(w);
-    nlohmann::json req = {
-        {"pre_quantized", true}, {"dtype", nullptr}, {"device", "cpu"}, {"device_map", nullptr}};
+    // Inspecting only checks stored tensors (no forward runs), so emulation is no concern here.
+    nlohmann::json req = {{"pre_quantized", true},
+                          {"dtype", nullptr},
+                          {"device", "cpu"},
+                          {"device_map", nullptr},
+                          {"allow_emulation", true}};
     auto prepared = pipeline::prepare_quantizer(host, *out.config, req, std::nullopt);
     if (prepared.ok()) {
       out.plugin_id = prepared.value().selection.plugin_id;

@@ -82,7 +82,8 @@ Result<Plan> make_plan(Host& host, const Checkpoint& checkpoint, const PlanReque
   nlohmann::json req = {{"pre_quantized", false},
                         {"dtype", request.dtype ? nlohmann::json(*request.dtype) : nullptr},
                         {"device", device_of(request.device)},
-                        {"device_map", nullptr}};
+                        {"device_map", nullptr},
+                        {"allow_emulation", request.allow_emulation}};
   auto prepared = pipeline::prepare_quantizer(host, plan.config, req, request.pinned_plugin);
   if (!prepared.ok()) return prepared.error();
   plan.selection = std::move(prepared.value().selection);

@@ -269,15 +269,25 @@ void Checker::check_method(const std::string& plugin_id, const MethodManifest& m
 
   // validate_environment: declining the machine (FAILED_PRECONDITION) is a valid answer, e.g.
   // a CUDA-only method on a CPU box; the compute checks below then expect the same answer.
-  const nlohmann::json request = {
+  nlohmann::json request = {
       {"device", "cpu"}, {"pre_quantized", false}, {"dtype", nullptr}, {"device_map", nullptr}};
   const nlohmann::json env_json = host_.environment().to_json();
   bool env_declined = false;
   Status valid = captured([&] { return q->validate_environment(env_json, request); }, &stray);
   if (stray.empty() && !valid.ok() && valid.error().code() == ErrorCode::kFailedPrecondition) {
-    env_declined = true;
-    add(prefix + "validate_environment", CheckResult::kPass,
-        "declined this machine for device cpu (a valid answer): " + valid.error().to_string());
+    // A method that declines the CPU may still serve it by emulation when the user allows it
+    // (--allow-emulation): then its computations are checked like any other's.
+    request["allow_emulation"] = true;
+    Status emulated = captured([&] { return q->validate_environment(env_json, request); }, &stray);
+    if (stray.empty() && emulated.ok()) {
+      add(prefix + "validate_environment", CheckResult::kPass,
+          "declines device cpu unless emulation is allowed (" + valid.error().summary() +
+              "); accepts it with allow_emulation: true, which the checks below use");
+    } else {
+      env_declined = true;
+      add(prefix + "validate_environment", CheckResult::kPass,
+          "declined this machine for device cpu (a valid answer): " + valid.error().to_string());
+    }
   } else {
     (void)record(prefix + "validate_environment", valid, stray, false,
                  "accepts device cpu on this machine");

@@ -352,6 +352,7 @@ Selection Host::select(const SelectionRequest& request) {
     } else if (auto loaded = load(c.plugin_id); !loaded.ok()) {
       c.rejected_because = "failed to load: " + loaded.error().to_string();
     } else {
+      const plugins::QuietPluginLogs quiet;  // the chosen plugin's own quantizer logs it all again
       auto quantizer = create_quantizer(c.plugin_id, e.method->quant_method, request.config);
       if (!quantizer.ok()) {
         c.rejected_because = "rejected the config: " + quantizer.error().to_string();

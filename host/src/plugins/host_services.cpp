@@ -80,9 +80,12 @@ int32_t from_spdlog(spdlog::level::level_enum level) {
   }
 }
 
+thread_local int t_quiet_logs = 0;
+
 void log_message(void* ctx, int32_t level, const char* component, const char* msg) {
   auto* services = static_cast<PluginServices*>(ctx);
   if (services == nullptr) return;
+  if (t_quiet_logs > 0 && level < QF_LOG_ERROR) return;
   const std::string text = bounded_string(msg);
   if (component != nullptr && component[0] != '\0') {
     services->logger->log(to_spdlog(level), "[{}] {}", bounded_string(component, 256), text);
@@ -241,6 +244,9 @@ std::string bounded_string(const char* s, size_t cap) {
   if (s == nullptr) return std::string();
   return std::string(s, strnlen(s, cap));
 }
+
+QuietPluginLogs::QuietPluginLogs() noexcept { ++t_quiet_logs; }
+QuietPluginLogs::~QuietPluginLogs() { --t_quiet_logs; }
 
 const qf_host_api* host_api_for(const std::string& plugin_id) {
   static std::mutex mutex;

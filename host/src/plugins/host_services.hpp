@@ -24,6 +24,17 @@ const qf_host_api* host_api_for(const std::string& plugin_id);
 // `context` names the call for the message: "plugin 'bnb' (bitsandbytes_4bit) quantize".
 Status consume_status(qf_status* status, const std::string& context);
 
+// While one lives, plugin log messages below ERROR on this thread are dropped. select() probes
+// candidates with throw-away quantizers; what they log would repeat what the chosen quantizer
+// logs again moments later (FP8's emulation warning printed twice).
+class QuietPluginLogs {
+ public:
+  QuietPluginLogs() noexcept;
+  ~QuietPluginLogs();
+  QuietPluginLogs(const QuietPluginLogs&) = delete;
+  QuietPluginLogs& operator=(const QuietPluginLogs&) = delete;
+};
+
 // Maps a QF_CODE_* of a plugin status to the exit code the CLI uses.
 ExitCode exit_code_for_plugin_code(int32_t code) noexcept;
 

@@ -140,8 +140,11 @@ Result<Model> Model::load(Host& host, const Checkpoint& checkpoint, const Runtim
         }
         return e;
       }
-      const nlohmann::json req = {
-          {"pre_quantized", true}, {"dtype", nullptr}, {"device", "cpu"}, {"device_map", nullptr}};
+      const nlohmann::json req = {{"pre_quantized", true},
+                                  {"dtype", nullptr},
+                                  {"device", "cpu"},
+                                  {"device_map", nullptr},
+                                  {"allow_emulation", options.allow_emulation}};
       auto prepared = pipeline::prepare_quantizer(host, resolved.value(), req, std::nullopt);
       if (!prepared.ok()) return prepared.error();
       impl->quantizer = prepared.value().quantizer;

@@ -56,6 +56,7 @@ Result<std::optional<Plan>> check_config(Host& host, const Checkpoint& original,
   PlanRequest plan_request;
   plan_request.config.user_config = *qconfig;
   plan_request.architecture_dirs = options.architecture_dirs;
+  plan_request.allow_emulation = options.allow_emulation;
   auto plan = make_plan(host, original, plan_request);
   if (!plan.ok()) {
     // No plugin serves the method here (or the environment refuses it): nothing can be checked.
@@ -75,10 +76,16 @@ Result<std::optional<Plan>> check_config(Host& host, const Checkpoint& original,
     problems.add("method " + resolved.value().quant_method + " resolves differently on ORIG (" +
                  plan.value().config.quant_method + ")");
   }
+  // A key QUANT lacks is what the method's config class defaults it to on load (transformers'
+  // from_dict), and `written` was made from QUANT's own config, so it holds that default:
+  // checkpoints written by older writers (DeepSeek-V3's fp8 config has no `dequantize`) pass.
+  std::string defaulted;
   if (written.is_object()) {
     for (const auto& [key, value] : written.items()) {
       const nlohmann::json* stored = qconfig->contains(key) ? &(*qconfig)[key] : nullptr;
-      if (stored == nullptr || *stored != value) {
+      if (stored == nullptr) {
+        defaulted += (defaulted.empty() ? "" : ", ") + key + "=" + value.dump();
+      } else if (*stored != value) {
         problems.add("key '" + key + "': QUANT has " + value_text(stored) + ", the method writes " +
                      value.dump());
       }
@@ -87,7 +94,8 @@ Result<std::optional<Plan>> check_config(Host& host, const Checkpoint& original,
   if (problems.empty()) {
     check.outcome = CheckOutcome::kPass;
     check.detail =
-        resolved.value().quant_method + " (plugin " + plan.value().selection.plugin_id + ")";
+        resolved.value().quant_method + " (plugin " + plan.value().selection.plugin_id + ")" +
+        (defaulted.empty() ? "" : "; keys absent from QUANT, read as their defaults: " + defaulted);
   } else {
     fail(check, problems.text());
   }
