@@ -126,6 +126,22 @@ std::unique_ptr<Quantizer> make_quantizer(Host& host, const BenchFlags& flags) {
   return quantizer;
 }
 
+// Methods whose quantize runs an iterative solver, with the config that switches it off, for
+// measure_quantize_solver's R1 split; std::nullopt for every other method.
+std::optional<nlohmann::json> solver_off_config(Quantizer& q) {
+  if (q.quant_method() != "hqq") return std::nullopt;
+  // hqq: the serialized quantization_config's weight_quant_params.optimize (one block, or one
+  // per linear tag).
+  nlohmann::json config = q.postprocess(nlohmann::json::object()).value();
+  nlohmann::json& blocks = config["quant_config"];
+  if (blocks.contains("weight_quant_params")) {
+    blocks["weight_quant_params"]["optimize"] = false;
+  } else {
+    for (auto& [tag, block] : blocks.items()) block["weight_quant_params"]["optimize"] = false;
+  }
+  return config;
+}
+
 std::string figure_line(const Figure& f) {
   char label[64];
   if (f.id == "R4") {
@@ -172,7 +188,15 @@ int run_bench(CliContext& ctx, const BenchFlags& flags) {
       errors.push_back(e);
     }
   };
-  group("quantize", [&] { figures.push_back(bench::measure_quantize(q, options)); });
+  group("quantize", [&] {
+    figures.push_back(bench::measure_quantize(q, options));
+    if (const auto off = solver_off_config(q)) {
+      auto without = host.create_quantizer(q.plugin_id(), q.quant_method(), *off).value();
+      for (auto& f : bench::measure_quantize_solver(q, *without, options)) {
+        figures.push_back(std::move(f));
+      }
+    }
+  });
   group("dequantize", [&] { figures.push_back(bench::measure_dequantize(q, options)); });
   group("gemv", [&] {
     for (auto& f : bench::measure_gemv(q, options)) figures.push_back(std::move(f));

@@ -1,13 +1,19 @@
 #include "bench_figures.hpp"
 
 #include <qforge/qf_plugin.h>
+#include <spdlog/sinks/ostream_sink.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <memory>
+#include <sstream>
 #include <utility>
 
 #include "bench_kernels.hpp"
+#include "qforge/logging.hpp"
 
 namespace qforge::cli::bench {
 namespace {
@@ -295,6 +301,26 @@ Figure measure_r4(Quantizer& q, const BenchOptions& o, const GemvLayers& g,
   return f;
 }
 
+// The step count the plugin logged during run() ("steps=N", the last one), or 0 when it logged
+// none: plugins get debug logging only when qforge runs with -v.
+int logged_steps(const Quantizer& q, const std::function<void()>& run) {
+  const auto logger = get_logger("plugin." + q.plugin_id());
+  std::ostringstream text;
+  const auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(text);
+  sink->set_pattern("%v");
+  logger->sinks().push_back(sink);
+  try {
+    run();
+  } catch (...) {
+    logger->sinks().pop_back();
+    throw;
+  }
+  logger->sinks().pop_back();
+  const std::string s = text.str();
+  const size_t at = s.rfind("steps=");
+  return at == std::string::npos ? 0 : std::atoi(s.c_str() + at + 6);
+}
+
 }  // namespace
 
 nlohmann::json figure_json(const Figure& f) {
@@ -353,6 +379,78 @@ Figure measure_quantize(Quantizer& q, const BenchOptions& o) {
               {"bytes_out", out_bytes},
               {"memcpy_bytes", weight.nbytes()}};
   return f;
+}
+
+std::vector<Figure> measure_quantize_solver(Quantizer& with, Quantizer& without,
+                                            const BenchOptions& o) {
+  ThreadTeam team(o.threads);
+  const int64_t rows = rows_for(o.size_mib, o.cols, o.dtype);
+  const Tensor weight = random_tensor(team, o.dtype, {rows, o.cols}, 1, 0.02f);  // R1's weight
+  Tensor copy = Tensor::zeros(o.dtype, {rows, o.cols}).value();
+  const ModuleInfo module = linear_module("bench.quantize", rows, o.cols, o.dtype);
+  const TensorView view = TensorView::of(weight);
+  uint64_t out_bytes = 0;
+  const auto run = [&](Quantizer& q) {
+    const auto out = checked(q.quantize(module, view, nullptr, o.threads), q, "quantize", "R1");
+    out_bytes = total_bytes(out);
+  };
+  const auto memcpy_ref = [&] {
+    parallel_memcpy(team, copy.data(), weight.data(), weight.nbytes());
+  };
+  const int steps = logged_steps(with, [&] { run(with); });
+  const Interleaved base = run_interleaved(o.reps, memcpy_ref, [&] { run(without); });
+  const Interleaved paired = run_interleaved(
+      o.reps, [&] { run(without); }, [&] { run(with); });
+  const auto in_bytes = static_cast<double>(weight.nbytes());
+  const std::vector<double> ref = gbps(base.reference_s, 2 * in_bytes);
+  const Spread ref_spread = spread_of(ref);
+  const nlohmann::json detail = {
+      {"shape", {rows, o.cols}}, {"dtype", dtype_to_string(o.dtype)}, {"bytes_in", weight.nbytes()},
+      {"bytes_out", out_bytes},  {"memcpy_bytes", weight.nbytes()},   {"solver_steps", steps}};
+  std::vector<Figure> figures;
+  Figure plain;
+  plain.id = "R1";
+  plain.name = "quantize-no-solver";
+  plain.candidate = without.quant_method() + " quantize, solver off";
+  plain.reference = "memcpy";
+  plain.threads = o.threads;
+  plain.target = 0.5;
+  const std::vector<double> cand =
+      gbps(base.candidate_s, in_bytes + static_cast<double>(out_bytes));
+  plain.candidate_gbps = spread_of(cand);
+  plain.reference_gbps = ref_spread;
+  plain.ratio = spread_of(divide(cand, ref));
+  plain.detail = detail;
+  figures.push_back(plain);
+  // The solver's time per rep: the paired difference (interleaved, so drift hits both alike).
+  std::vector<double> solver_s;
+  for (size_t i = 0; i < paired.candidate_s.size(); ++i) {
+    solver_s.push_back(std::max(paired.candidate_s[i] - paired.reference_s[i], 1e-9));
+  }
+  const auto solver_figure = [&](const std::string& name, const std::string& what, double per) {
+    std::vector<double> s;
+    for (double t : solver_s) s.push_back(t / per);
+    const std::vector<double> g = gbps(s, in_bytes);
+    Figure f;
+    f.id = "R1";
+    f.name = name;
+    f.candidate = with.quant_method() + " " + what;
+    f.reference = "memcpy";
+    f.threads = o.threads;
+    f.target = 0.5;
+    f.candidate_gbps = spread_of(g);
+    f.reference_gbps = ref_spread;
+    f.ratio = spread_of(divide(g, std::vector<double>(g.size(), ref_spread.median)));
+    f.detail = detail;
+    return f;
+  };
+  figures.push_back(solver_figure("solver", "solver, all steps", 1));
+  if (steps > 0) {
+    figures.push_back(solver_figure("solver-step",
+                                    "solver, one step (of " + std::to_string(steps) + ")",
+                                    static_cast<double>(steps)));
+  }
+  return figures;
 }
 
 Figure measure_dequantize(Quantizer& q, const BenchOptions& o) {

@@ -45,6 +45,13 @@ nlohmann::json figure_json(const Figure& f);
 
 // R1: quantize throughput (bytes in + out per second) / memcpy of the dense weight.
 Figure measure_quantize(Quantizer& quantizer, const BenchOptions& options);
+// R1 split for a method whose quantize runs an iterative solver (hqq's zero-point optimizer):
+// `without` is the same method with the solver switched off. Figures: R1 without the solver;
+// the solver's own time (t_with - t_without, paired per rep) as dense-weight bytes per second
+// over memcpy's, whole and, when the plugin logs its step count ("steps=N" at debug level,
+// i.e. `qforge -v bench`), per step.
+std::vector<Figure> measure_quantize_solver(Quantizer& with, Quantizer& without,
+                                            const BenchOptions& options);
 // R2: dequantize throughput / memcpy of the dense weight.
 Figure measure_dequantize(Quantizer& quantizer, const BenchOptions& options);
 // R3 (one figure per thread count) and R4 (one per batch): batch-1 GEMV through
