@@ -1,0 +1,71 @@
+// AVX2 bodies of cpu/kernels.hpp, 8 output lanes per vector; bit-identical to the scalar path
+// (kernels.hpp says why). 3-bit weights, whose values straddle words, take the scalar unpack.
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#include "cpu/kernels.hpp"
+
+#define QF_AVX2 __attribute__((target("avx2")))
+
+namespace qforge::plugins::gptq::cpu::avx2 {
+
+QF_AVX2 void dequantize_block(const PackedMatrix& w, int64_t i0, int64_t i1, int64_t o0, int64_t o1,
+                              float* wt, int64_t ldw) noexcept {
+  if (w.bits == 3) return scalar::dequantize_block(w, i0, i1, o0, o1, wt, ldw);
+  const __m256i mask = _mm256_set1_epi32((1 << w.bits) - 1);
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t g = w.g_idx[i];
+    const int32_t* z = w.zeros + g * w.out;
+    const float* s = w.scales + g * w.out;
+    const int32_t* words = w.qweight + (i * w.bits / 32) * w.out;
+    const __m128i shift = _mm_cvtsi32_si128(static_cast<int>((i * w.bits) % 32));
+    float* row = wt + (i - i0) * ldw - o0;
+    int64_t o = o0;
+    for (; o + 8 <= o1; o += 8) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + o));
+      const __m256i code = _mm256_and_si256(_mm256_srl_epi32(v, shift), mask);
+      const __m256i zero = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(z + o));
+      const __m256 d = _mm256_cvtepi32_ps(_mm256_sub_epi32(code, zero));
+      _mm256_storeu_ps(row + o, _mm256_mul_ps(_mm256_loadu_ps(s + o), d));
+    }
+    if (o < o1) scalar::dequantize_block(w, i, i + 1, o, o1, row + o, ldw);
+  }
+}
+
+QF_AVX2 void accumulate(const float* wt, int64_t k, int64_t ldw, const float* x, int64_t ldx,
+                        int64_t tokens, int64_t o0, int64_t o1, float* y, int64_t ldy) noexcept {
+  for (int64_t t = 0; t < tokens; ++t) {
+    float* yr = y + t * ldy;
+    const float* xr = x + t * ldx;
+    int64_t o = o0;
+    // Four vectors of outputs stay in registers over the whole k loop.
+    for (; o + 32 <= o1; o += 32) {
+      __m256 a0 = _mm256_loadu_ps(yr + o), a1 = _mm256_loadu_ps(yr + o + 8);
+      __m256 a2 = _mm256_loadu_ps(yr + o + 16), a3 = _mm256_loadu_ps(yr + o + 24);
+      for (int64_t i = 0; i < k; ++i) {
+        const __m256 xi = _mm256_set1_ps(xr[i]);
+        const float* wr = wt + i * ldw + (o - o0);
+        a0 = _mm256_add_ps(a0, _mm256_mul_ps(xi, _mm256_loadu_ps(wr)));
+        a1 = _mm256_add_ps(a1, _mm256_mul_ps(xi, _mm256_loadu_ps(wr + 8)));
+        a2 = _mm256_add_ps(a2, _mm256_mul_ps(xi, _mm256_loadu_ps(wr + 16)));
+        a3 = _mm256_add_ps(a3, _mm256_mul_ps(xi, _mm256_loadu_ps(wr + 24)));
+      }
+      _mm256_storeu_ps(yr + o, a0);
+      _mm256_storeu_ps(yr + o + 8, a1);
+      _mm256_storeu_ps(yr + o + 16, a2);
+      _mm256_storeu_ps(yr + o + 24, a3);
+    }
+    for (; o + 8 <= o1; o += 8) {
+      __m256 a = _mm256_loadu_ps(yr + o);
+      for (int64_t i = 0; i < k; ++i) {
+        a = _mm256_add_ps(
+            a, _mm256_mul_ps(_mm256_set1_ps(xr[i]), _mm256_loadu_ps(wt + i * ldw + (o - o0))));
+      }
+      _mm256_storeu_ps(yr + o, a);
+    }
+    if (o < o1) scalar::accumulate(wt + (o - o0), k, ldw, xr, ldx, 1, o, o1, yr, ldy);
+  }
+}
+
+}  // namespace qforge::plugins::gptq::cpu::avx2
+#endif
