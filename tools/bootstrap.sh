@@ -6,6 +6,9 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libtorch-dev
+  # LibTorch's CPU matmuls go through libblas.so.3; without this Debian's alternative is the
+  # reference BLAS, ~20x slower (calibration, verify, the runtime). docs/runtime.md "BLAS".
+  libopenblas0-pthread
   libboost-dev               # Boost.DLL is header-only and ships here
   libboost-filesystem-dev
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libcli11-dev

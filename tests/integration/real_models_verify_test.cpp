@@ -124,5 +124,21 @@ INSTANTIATE_TEST_SUITE_P(
         RealModelCase{"all-MiniLM-L6-v2", "fp8", false, {}, true}),
     case_name);
 
+// HQQ 4-bit, group 64 (issue 7's acceptance); SmolLM2 only: MiniLM's BERT layers are fine too,
+// but one model keeps CI short.
+INSTANTIATE_TEST_SUITE_P(
+    Hqq, RealModelVerify,
+    ::testing::Values(RealModelCase{
+        "SmolLM2-135M-Instruct", "hqq", true, {"--set", "nbits=4", "--set", "group_size=64"}}),
+    case_name);
+
+// GPTQ 4-bit with data-free calibration (issue 8's acceptance). Calibration is Llama-family
+// only, so the causal LM alone.
+INSTANTIATE_TEST_SUITE_P(
+    Gptq, RealModelVerify,
+    ::testing::Values(RealModelCase{
+        "SmolLM2-135M-Instruct", "gptq", true, {"--set", "bits=4", "--set", "group_size=128"}}),
+    case_name);
+
 }  // namespace
 }  // namespace qforge::test

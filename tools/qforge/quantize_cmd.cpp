@@ -9,12 +9,15 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <string>
 
 #include "commands.hpp"
 #include "method_options.hpp"
 #include "plan_text.hpp"
 #include "progress.hpp"
+#include "qforge/calibrated_quantize.hpp"
 #include "qforge/pipeline.hpp"
+#include "qforge/runtime.hpp"
 
 namespace qforge::cli {
 namespace {
@@ -25,7 +28,38 @@ struct QuantizeFlags {
   bool force = false;
   std::string max_shard_size = "5GB";
   int threads = 0;
+  std::string calibration;  // token-id file; empty: data-free
+  int64_t calibration_sequences = 16;
+  int64_t calibration_seq_len = 128;
+  uint64_t calibration_seed = 0;
 };
+
+// Calibrated methods (GPTQ): the sequences given with --calibration, else data-free ones.
+// Progress: one stderr line per block (calibrating a 7B model takes a while); quiet: none.
+CalibratedQuantizeOptions calibration_options(const QuantizeFlags& flags, bool quiet) {
+  CalibratedQuantizeOptions c;
+  if (!flags.calibration.empty()) {
+    c.tokens = runtime::read_token_file(flags.calibration).value();
+  }
+  c.calibration.data_free.num_sequences = flags.calibration_sequences;
+  c.calibration.data_free.seq_len = flags.calibration_seq_len;
+  c.calibration.data_free.seed = flags.calibration_seed;
+  if (!quiet) {
+    const std::string source =
+        c.tokens ? std::to_string(c.tokens->size()) + " sequences from " + flags.calibration
+                 : std::to_string(flags.calibration_sequences) + " data-free sequences of " +
+                       std::to_string(flags.calibration_seq_len) +
+                       " tokens sampled from the model (--calibration IDS to give your own)";
+    std::fprintf(stderr, "calibration: %s\n", source.c_str());
+  }
+  c.calibration.progress = [quiet](const runtime::BlockProgress& p) {
+    if (quiet) return;
+    std::fprintf(stderr, "calibration: block %lld/%lld (%lld sequences, %lld tokens)\n",
+                 static_cast<long long>(p.block + 1), static_cast<long long>(p.blocks),
+                 static_cast<long long>(p.sequences), static_cast<long long>(p.tokens));
+  };
+  return c;
+}
 
 std::atomic<bool> g_interrupted{false};
 
@@ -72,11 +106,31 @@ int run_quantize_command(CliContext& ctx, const QuantizeFlags& flags) {
   options.progress = [&reporter](const Progress& p) { reporter.update(p); };
   std::signal(SIGINT, on_interrupt);
   std::signal(SIGTERM, on_interrupt);
-  auto summary = run_quantize(plan, checkpoint, options);
+  const bool no_statistics = flags.calibration == "none";
+  const bool calibrated = needs_calibration(plan) && !no_statistics;
+  if (no_statistics && needs_calibration(plan)) {
+    std::fprintf(stderr,
+                 "warning: --calibration none: %s quantizes without calibration statistics (the "
+                 "plugin's data-free fallback, e.g. GPTQ's round-to-nearest baseline)\n",
+                 plan.config.quant_method.c_str());
+  } else if (!calibrated && !flags.calibration.empty()) {
+    std::fprintf(stderr, "warning: --calibration is ignored: %s needs no calibration\n",
+                 plan.config.quant_method.c_str());
+  }
+  auto summary = calibrated ? run_calibrated_quantize(plan, checkpoint, options,
+                                                      calibration_options(flags, ctx.options.quiet))
+                            : run_quantize(plan, checkpoint, options);
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
   reporter.finish();
   const QuantizeSummary& done = summary.value();
+  if (calibrated && !ctx.options.quiet) {
+    std::fprintf(stderr,
+                 "calibration: %d linears quantized with their statistics (%lld "
+                 "sequences, %lld tokens)\n",
+                 done.calibrated, static_cast<long long>(done.calibration_sequences),
+                 static_cast<long long>(done.calibration_tokens));
+  }
   if (ctx.out->json()) {
     nlohmann::json files = nlohmann::json::array();
     for (const auto& f : done.written.files) files.push_back(f.string());
@@ -92,6 +146,8 @@ int run_quantize_command(CliContext& ctx, const QuantizeFlags& flags) {
                             {"files", files},
                             {"seconds", done.seconds},
                             {"peak_rss_bytes", done.peak_rss_bytes},
+                            {"calibrated_modules", done.calibrated},
+                            {"calibration_tokens", done.calibration_tokens},
                             {"start_rss_bytes", done.start_rss_bytes}});
   } else {
     ctx.out->text(summary_text(plan, done, flags.out_dir));
@@ -115,6 +171,23 @@ Command add_quantize_command(CLI::App& parent, CliContext& ctx) {
       ->capture_default_str();
   cmd->add_option("--threads", flags->threads, "Threads per module (0: all cores)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--calibration", flags->calibration,
+                  "Calibrated methods (gptq): token-id file of calibration sequences (one "
+                  "sequence per line, ids separated by spaces; docs/calibration.md), or `none` "
+                  "to quantize without statistics (the method's data-free baseline); default: "
+                  "data-free sequences sampled from the model")
+      ->type_name("IDS");
+  cmd->add_option("--calibration-sequences", flags->calibration_sequences,
+                  "Data-free calibration: sequences to sample")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--calibration-seq-len", flags->calibration_seq_len,
+                  "Data-free calibration: tokens per sequence")
+      ->check(CLI::Range(int64_t{2}, int64_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--calibration-seed", flags->calibration_seed,
+                  "Data-free calibration: sampling seed")
+      ->capture_default_str();
   return Command{cmd, [&ctx, flags] { return run_quantize_command(ctx, *flags); }};
 }
 

@@ -135,8 +135,11 @@ class Quantizer {
   // Quantizes on the CPU; outputs are checked: unique names, non-NULL buffers, finite float
   // values, and (when describe_quantized answers) exactly the described names/dtypes/shapes.
   // `num_threads` caps the host pool threads the plugin's parallel_for may use (0: all).
+  // `calibration`: named statistics for calibrated methods (docs/calibration.md, "What the
+  // plugin receives"), e.g. "hessian" float32 [in, in]; null or empty: none.
   Result<std::vector<NamedTensor>> quantize(const ModuleInfo& module, const TensorView& weight,
-                                            const TensorView* bias, int num_threads = 0);
+                                            const TensorView* bias, int num_threads = 0,
+                                            const std::vector<NamedView>* calibration = nullptr);
   Result<std::vector<NamedTensor>> quantize(const ModuleInfo& module, const Tensor& weight,
                                             const Tensor* bias);
   Status check_quantized(const ModuleInfo& module, const std::vector<NamedView>& tensors);

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -96,6 +97,10 @@ struct QuantizeOptions {
   int threads = 0;       // host pool threads per module call; 0: all cores
   std::function<void(const Progress&)> progress;  // called from the calling thread
   const std::atomic<bool>* cancel = nullptr;      // set to stop; the output is not created
+  // Outputs already produced for some modules (a calibrated method's pass, see
+  // calibrated_quantize.hpp), by module name: written as they are instead of calling the
+  // plugin's quantize, and released once written.
+  std::map<std::string, std::vector<NamedTensor>>* precomputed = nullptr;
 };
 
 struct QuantizeSummary {
@@ -107,6 +112,10 @@ struct QuantizeSummary {
   // Resident memory when run_quantize started (libraries, LibTorch, the plan): peak minus this
   // is what quantizing itself cost.
   uint64_t start_rss_bytes = 0;
+  // Calibrated methods (calibrated_quantize.hpp): linears quantized with their statistics, and
+  // the calibration sequences / tokens they were measured on; 0 otherwise.
+  int calibrated = 0;
+  int64_t calibration_sequences = 0, calibration_tokens = 0;
   double footprint_ratio() const { return bytes_after ? double(bytes_before) / bytes_after : 0; }
 };
 

@@ -40,22 +40,30 @@ Status copy_tensor(const Checkpoint& checkpoint, CheckpointWriter& writer,
   return writer.write(name, view.value());
 }
 
+// A calibrated pass's outputs for `module`, handed over (and released) once.
+std::optional<std::vector<NamedTensor>> take_precomputed(const QuantizeOptions& options,
+                                                         const std::string& module) {
+  if (options.precomputed == nullptr) return std::nullopt;
+  auto it = options.precomputed->find(module);
+  if (it == options.precomputed->end()) return std::nullopt;
+  std::vector<NamedTensor> outputs = std::move(it->second);
+  options.precomputed->erase(it);
+  return outputs;
+}
+
 Status quantize_module(const Plan& plan, const PlannedModule& pm, const Checkpoint& checkpoint,
-                       CheckpointWriter& writer, int threads) {
+                       CheckpointWriter& writer, const QuantizeOptions& options) {
   const ModuleEntry& module = pm.module;
-  auto weight = checkpoint.view(*module.weight);
-  if (!weight.ok()) return weight.error();
-  std::optional<TensorView> bias;
-  if (module.bias) {
-    auto b = checkpoint.view(*module.bias);
-    if (!b.ok()) return b.error();
-    bias = std::move(b).value();
+  std::vector<NamedTensor> outputs;
+  if (auto ready = take_precomputed(options, module.name)) {
+    outputs = std::move(*ready);
+  } else {
+    auto quantized = pipeline::quantize_planned_module(plan, pm, checkpoint, options.threads);
+    if (!quantized.ok()) return quantized.error();
+    outputs = std::move(quantized).value();
   }
-  auto outputs =
-      plan.quantizer->quantize(pm.info, weight.value(), bias ? &*bias : nullptr, threads);
-  if (!outputs.ok()) return outputs.error();
   std::set<std::string> produced;
-  for (const auto& t : outputs.value()) {
+  for (const auto& t : outputs) {
     const std::string full = module.name + "." + t.name;
     QF_RETURN_IF_ERROR(writer.write(full, t.tensor.data(), t.tensor.nbytes()));
     produced.insert(full);
@@ -75,6 +83,26 @@ Status quantize_module(const Plan& plan, const PlannedModule& pm, const Checkpoi
 }
 
 }  // namespace
+
+namespace pipeline {
+
+Result<std::vector<NamedTensor>> quantize_planned_module(
+    const Plan& plan, const PlannedModule& pm, const Checkpoint& checkpoint, int threads,
+    const std::vector<NamedView>* calibration) {
+  const ModuleEntry& module = pm.module;
+  auto weight = checkpoint.view(*module.weight);
+  if (!weight.ok()) return weight.error();
+  std::optional<TensorView> bias;
+  if (module.bias) {
+    auto b = checkpoint.view(*module.bias);
+    if (!b.ok()) return b.error();
+    bias = std::move(b).value();
+  }
+  return plan.quantizer->quantize(pm.info, weight.value(), bias ? &*bias : nullptr, threads,
+                                  calibration);
+}
+
+}  // namespace pipeline
 
 Result<QuantizeSummary> run_quantize(const Plan& plan, const Checkpoint& checkpoint,
                                      const QuantizeOptions& options) {
@@ -99,7 +127,7 @@ Result<QuantizeSummary> run_quantize(const Plan& plan, const Checkpoint& checkpo
   for (const auto& pm : plan.modules) {
     if (is_cancelled()) return cancelled_error();
     if (pm.action == ModuleAction::kQuantize) {
-      QF_RETURN_IF_ERROR(quantize_module(plan, pm, checkpoint, writer, options.threads));
+      QF_RETURN_IF_ERROR(quantize_module(plan, pm, checkpoint, writer, options));
     } else {
       for (const auto& name : pm.module.tensors) {
         QF_RETURN_IF_ERROR(copy_tensor(checkpoint, writer, name));

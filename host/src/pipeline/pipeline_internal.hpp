@@ -42,4 +42,10 @@ struct ClassifiedModel {
 Result<ClassifiedModel> classify(const Checkpoint& checkpoint,
                                  const std::vector<std::filesystem::path>& dirs);
 
+// The plugin's outputs for one planned module: its weight (and bias) read from the checkpoint's
+// mapping, `calibration` passed through (calibrated methods; null: none).
+Result<std::vector<NamedTensor>> quantize_planned_module(
+    const Plan& plan, const PlannedModule& pm, const Checkpoint& checkpoint, int threads,
+    const std::vector<NamedView>* calibration = nullptr);
+
 }  // namespace qforge::pipeline

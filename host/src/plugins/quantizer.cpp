@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <set>
 
 #include "plugins/host_services.hpp"
@@ -311,7 +312,8 @@ Result<std::vector<NamedTensor>> Quantizer::quantize(const ModuleInfo& module, c
 
 Result<std::vector<NamedTensor>> Quantizer::quantize(const ModuleInfo& module,
                                                      const TensorView& weight,
-                                                     const TensorView* bias, int num_threads) {
+                                                     const TensorView* bias, int num_threads,
+                                                     const std::vector<NamedView>* calibration) {
   const std::string context = QF_CONTEXT("quantize");
   if (method_->quantize == nullptr) {
     return Error(ErrorCode::kUnimplemented, ExitCode::kPlugin, context + ": not implemented",
@@ -320,10 +322,13 @@ Result<std::vector<NamedTensor>> Quantizer::quantize(const ModuleInfo& module,
   CModule c(module);
   qf_call_ctx call = cpu_call(num_threads);
   TensorSink sink;
+  const bool has_calibration = calibration != nullptr && !calibration->empty();
+  std::optional<CTensorList> stats;
+  if (has_calibration) stats.emplace(*calibration);
   QF_RETURN_IF_ERROR(call_hook(context, [&] {
     return method_->quantize(instance_, &call, &c.info, const_cast<DLTensor*>(weight.dl()),
-                             bias != nullptr ? const_cast<DLTensor*>(bias->dl()) : nullptr, nullptr,
-                             sink.raw());
+                             bias != nullptr ? const_cast<DLTensor*>(bias->dl()) : nullptr,
+                             has_calibration ? &stats->list : nullptr, sink.raw());
   }));
   std::vector<NamedTensor> outputs = sink.take();
   if (outputs.empty()) {
