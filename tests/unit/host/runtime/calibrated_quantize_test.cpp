@@ -11,6 +11,7 @@
 
 #include "pipeline/pipeline_internal.hpp"
 #include "qforge/calibration.hpp"
+#include "runtime/runtime_internal.hpp"
 #include "runtime_test_support.hpp"
 #include "verify/figures.hpp"
 
@@ -78,27 +79,26 @@ struct GptqAndRtn : CalibrationConsumer {
   std::map<std::string, std::vector<float>> gptq_weights, rtn_weights, weights;
 };
 
-// ||X Wᵀ - X Ŵᵀ||_F over the rows of x.
+// ||X Wᵀ - X Ŵᵀ||_F over the rows of x, as one float32 GEMM on (W - Ŵ): the differences are
+// ~1e-2 of W, so float32 rounding (~1e-7) cannot flip a comparison that matters.
 double output_error(const Matrix& x, const std::vector<float>& w, const std::vector<float>& wq,
                     int64_t out) {
-  double sum = 0;
-  const int64_t in = x.cols;
-  for (int64_t t = 0; t < x.rows; ++t) {
-    const float* xr = x.data.data() + t * in;
-    for (int64_t o = 0; o < out; ++o) {
-      double d = 0;
-      for (int64_t i = 0; i < in; ++i)
-        d += double(xr[i]) * (double(w[o * in + i]) - wq[o * in + i]);
-      sum += d * d;
-    }
-  }
-  return std::sqrt(sum);
+  const auto f32 = at::TensorOptions(at::kFloat);
+  const at::Tensor xs = at::from_blob(const_cast<float*>(x.data.data()), {x.rows, x.cols}, f32);
+  const at::Tensor ws = at::from_blob(const_cast<float*>(w.data()), {out, x.cols}, f32);
+  const at::Tensor qs = at::from_blob(const_cast<float*>(wq.data()), {out, x.cols}, f32);
+  return at::mm(xs, (ws - qs).t()).to(at::kDouble).norm().item<double>();
 }
 
 // Per linear: GPTQ's error on held-out tokens below RTN's. Returns how many linears compared.
+struct TokenCounts {
+  int64_t sequences, seq_len;  // calibration: GPTQ's Hessian
+  int64_t held_out_sequences;  // of the same length, another seed: the error is measured there
+};
+
 int expect_gptq_beats_rtn(const fs::path& dense_dir,
                           const std::vector<std::pair<std::string, std::string>>& sets,
-                          int64_t sequences, int64_t seq_len, int threads) {
+                          TokenCounts counts, int threads) {
   Host host(build_tree_host());
   auto ckpt = Checkpoint::open(dense_dir).value();
   const Plan plan = gptq_plan(host, ckpt, sets);
@@ -106,10 +106,11 @@ int expect_gptq_beats_rtn(const fs::path& dense_dir,
   rt.num_threads = threads;
 
   DataFreeOptions calib_opts;
-  calib_opts.num_sequences = sequences;
-  calib_opts.seq_len = seq_len;
+  calib_opts.num_sequences = counts.sequences;
+  calib_opts.seq_len = counts.seq_len;
   calib_opts.seed = 1;
   DataFreeOptions held_opts = calib_opts;
+  held_opts.num_sequences = counts.held_out_sequences;
   held_opts.seed = 2;
   const TokenBatch calib = sample_calibration_tokens(ckpt, calib_opts, rt).value();
   const TokenBatch held_out = sample_calibration_tokens(ckpt, held_opts, rt).value();
@@ -117,7 +118,7 @@ int expect_gptq_beats_rtn(const fs::path& dense_dir,
   CalibrationOptions record;
   record.runtime = rt;
   record.hessian = HessianPrecision::kNone;
-  record.max_sample_tokens = sequences * seq_len;
+  record.max_sample_tokens = counts.held_out_sequences * counts.seq_len;
   record.true_sequential = false;
   InputRecorder inputs;
   calibrate(ckpt, held_out, record, inputs).value();
@@ -146,7 +147,8 @@ TEST(CalibratedQuantize, GptqBeatsRoundToNearestOnEveryLinearOfTheTinyLlama) {
   TempDir tmp;
   const auto dense = write_llama(small_spec("fp32", 11), tmp.path() / "dense");
   const int compared =
-      expect_gptq_beats_rtn(dense, {{"bits", "4"}, {"group_size", "32"}}, 8, 32, /*threads=*/1);
+      expect_gptq_beats_rtn(dense, {{"bits", "4"}, {"group_size", "32"}}, {8, 32, 8},
+                            /*threads=*/1);
   EXPECT_EQ(compared, 14);  // 2 blocks x 7 linears
 }
 
@@ -162,7 +164,13 @@ TEST(CalibratedQuantize, GptqBeatsRoundToNearestOnEveryLinearOfSmolLm2) {
     GTEST_SKIP() << "model missing: " << dir
                  << " (run tools/fetch-models.sh --qforge build/bin/qforge to fetch it)";
   }
-  const int compared = expect_gptq_beats_rtn(dir, {{"bits", "4"}, {"group_size", "64"}}, 8, 64, 0);
+  // GPTQ fits its calibration set: with fewer tokens than a few times a linear's inputs it
+  // overfits, and on held-out tokens mlp.down_proj (1536 inputs) loses to RTN — layers 3-6 by
+  // up to 6 % with 32 x 128 tokens, while on the calibration tokens themselves GPTQ's error is
+  // 0.74-0.76 of RTN's there. With 96 x 128 tokens every linear wins (worst 0.983), with
+  // 128 x 128 = 16384 by a margin that survives sampling noise (worst 0.969; docs/gptq.md).
+  const int compared =
+      expect_gptq_beats_rtn(dir, {{"bits", "4"}, {"group_size", "64"}}, {128, 128, 8}, 0);
   EXPECT_EQ(compared, 30 * 7);
 }
 
