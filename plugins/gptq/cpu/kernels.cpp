@@ -77,6 +77,15 @@ void accumulate(Isa isa, const float* wt, int64_t k, int64_t ldw, const float* x
   QF_GPTQ_DISPATCH(isa, accumulate(wt, k, ldw, x, ldx, tokens, o0, o1, y, ldy));
 }
 
+void gemv(Isa isa, const PackedMatrix& w, int64_t i0, int64_t i1, const float* x, int64_t o0,
+          int64_t o1, float* y) noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  if (isa == Isa::kAvx2 || isa == Isa::kAvx512) return avx2::gemv(w, i0, i1, x, o0, o1, y);
+#endif
+  (void)isa;
+  scalar::gemv(w, i0, i1, x, o0, o1, y);
+}
+
 #undef QF_GPTQ_DISPATCH
 
 }  // namespace qforge::plugins::gptq::cpu

@@ -44,17 +44,27 @@ void dequantize_block(Isa isa, const PackedMatrix& w, int64_t i0, int64_t i1, in
 void accumulate(Isa isa, const float* wt, int64_t k, int64_t ldw, const float* x, int64_t ldx,
                 int64_t tokens, int64_t o0, int64_t o1, float* y, int64_t ldy) noexcept;
 
+// One token: y[o] += sum over i in [i0, i1) in order of x[i] * W(i, o), the weight formed as
+// dequantize_block forms it and each product rounded then added, for o in [o0, o1): the bits of
+// dequantize_block followed by accumulate, without the block. AVX-512 CPUs run the AVX2 body.
+void gemv(Isa isa, const PackedMatrix& w, int64_t i0, int64_t i1, const float* x, int64_t o0,
+          int64_t o1, float* y) noexcept;
+
 namespace scalar {
 void dequantize_block(const PackedMatrix& w, int64_t i0, int64_t i1, int64_t o0, int64_t o1,
                       float* wt, int64_t ldw) noexcept;
 void accumulate(const float* wt, int64_t k, int64_t ldw, const float* x, int64_t ldx,
                 int64_t tokens, int64_t o0, int64_t o1, float* y, int64_t ldy) noexcept;
+void gemv(const PackedMatrix& w, int64_t i0, int64_t i1, const float* x, int64_t o0, int64_t o1,
+          float* y) noexcept;
 }  // namespace scalar
 namespace avx2 {
 void dequantize_block(const PackedMatrix& w, int64_t i0, int64_t i1, int64_t o0, int64_t o1,
                       float* wt, int64_t ldw) noexcept;
 void accumulate(const float* wt, int64_t k, int64_t ldw, const float* x, int64_t ldx,
                 int64_t tokens, int64_t o0, int64_t o1, float* y, int64_t ldy) noexcept;
+void gemv(const PackedMatrix& w, int64_t i0, int64_t i1, const float* x, int64_t o0, int64_t o1,
+          float* y) noexcept;
 }  // namespace avx2
 namespace avx512 {
 void dequantize_block(const PackedMatrix& w, int64_t i0, int64_t i1, int64_t o0, int64_t o1,

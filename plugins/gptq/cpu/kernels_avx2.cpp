@@ -67,5 +67,62 @@ QF_AVX2 void accumulate(const float* wt, int64_t k, int64_t ldw, const float* x,
   }
 }
 
+namespace {
+
+// Outputs [o, o + 8 * kVecs) of cpu::gemv: the accumulators stay in registers over the inputs,
+// a group's zeros and scales are reloaded only when g_idx changes, and the word row a few rows
+// ahead is prefetched (rows are `out` words apart, too far for the hardware's next-line guess).
+template <int kVecs>
+QF_AVX2 inline void gemv_strip(const PackedMatrix& w, int64_t i0, int64_t i1, const float* x,
+                               int64_t o, float* y) {
+  const __m256i mask = _mm256_set1_epi32((1 << w.bits) - 1);
+  __m256 acc[kVecs], scale[kVecs];
+  __m256i zero[kVecs];
+  for (int v = 0; v < kVecs; ++v) {
+    acc[v] = _mm256_loadu_ps(y + o + 8 * v);
+    scale[v] = _mm256_setzero_ps();
+    zero[v] = _mm256_setzero_si256();
+  }
+  const int64_t rows = w.in * w.bits / 32;
+  int64_t last = -1;
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t g = w.g_idx[i];
+    if (g != last) {
+      last = g;
+      for (int v = 0; v < kVecs; ++v) {
+        zero[v] =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.zeros + g * w.out + o + 8 * v));
+        scale[v] = _mm256_loadu_ps(w.scales + g * w.out + o + 8 * v);
+      }
+    }
+    const int64_t bit = i * w.bits;
+    const int32_t* words = w.qweight + (bit / 32) * w.out + o;
+    if (bit % 32 == 0 && bit / 32 + 4 < rows) {
+      _mm_prefetch(reinterpret_cast<const char*>(words + 4 * w.out), _MM_HINT_T0);
+    }
+    const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(bit % 32));
+    const __m256 xi = _mm256_set1_ps(x[i]);
+    for (int v = 0; v < kVecs; ++v) {
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + 8 * v));
+      const __m256i code = _mm256_and_si256(_mm256_srl_epi32(raw, shift), mask);
+      const __m256 weight =
+          _mm256_mul_ps(scale[v], _mm256_cvtepi32_ps(_mm256_sub_epi32(code, zero[v])));
+      acc[v] = _mm256_add_ps(acc[v], _mm256_mul_ps(xi, weight));
+    }
+  }
+  for (int v = 0; v < kVecs; ++v) _mm256_storeu_ps(y + o + 8 * v, acc[v]);
+}
+
+}  // namespace
+
+QF_AVX2 void gemv(const PackedMatrix& w, int64_t i0, int64_t i1, const float* x, int64_t o0,
+                  int64_t o1, float* y) noexcept {
+  if (w.bits == 3) return scalar::gemv(w, i0, i1, x, o0, o1, y);
+  int64_t o = o0;
+  for (; o + 32 <= o1; o += 32) gemv_strip<4>(w, i0, i1, x, o, y);
+  for (; o + 8 <= o1; o += 8) gemv_strip<1>(w, i0, i1, x, o, y);
+  if (o < o1) scalar::gemv(w, i0, i1, x, o, o1, y);
+}
+
 }  // namespace qforge::plugins::gptq::cpu::avx2
 #endif
