@@ -32,9 +32,50 @@ QF_AVX2 void dequantize_block(const PackedMatrix& w, int64_t i0, int64_t i1, int
   }
 }
 
+namespace {
+
+// Four tokens by two vectors of outputs: each weight load feeds four sums (a GEMM reads the
+// dequantized block once per four tokens instead of once per token).
+QF_AVX2 inline void tokens4_x16(const float* wt, int64_t k, int64_t ldw, const float* x,
+                                int64_t ldx, float* y, int64_t ldy) {
+  __m256 a[4][2];
+  for (int t = 0; t < 4; ++t) {
+    a[t][0] = _mm256_loadu_ps(y + t * ldy);
+    a[t][1] = _mm256_loadu_ps(y + t * ldy + 8);
+  }
+  for (int64_t i = 0; i < k; ++i) {
+    const __m256 w0 = _mm256_loadu_ps(wt + i * ldw);
+    const __m256 w1 = _mm256_loadu_ps(wt + i * ldw + 8);
+    for (int t = 0; t < 4; ++t) {
+      const __m256 xi = _mm256_set1_ps(x[t * ldx + i]);
+      a[t][0] = _mm256_add_ps(a[t][0], _mm256_mul_ps(xi, w0));
+      a[t][1] = _mm256_add_ps(a[t][1], _mm256_mul_ps(xi, w1));
+    }
+  }
+  for (int t = 0; t < 4; ++t) {
+    _mm256_storeu_ps(y + t * ldy, a[t][0]);
+    _mm256_storeu_ps(y + t * ldy + 8, a[t][1]);
+  }
+}
+
+}  // namespace
+
 QF_AVX2 void accumulate(const float* wt, int64_t k, int64_t ldw, const float* x, int64_t ldx,
                         int64_t tokens, int64_t o0, int64_t o1, float* y, int64_t ldy) noexcept {
-  for (int64_t t = 0; t < tokens; ++t) {
+  int64_t t0 = 0;
+  // Whole 16-output strips of four tokens at a time; what is left (outputs past the last strip,
+  // tokens past the last four) goes through the one-token loop below.
+  const int64_t strips_end = o0 + (o1 - o0) / 16 * 16;
+  for (; t0 + 4 <= tokens && strips_end > o0; t0 += 4) {
+    for (int64_t o = o0; o < strips_end; o += 16) {
+      tokens4_x16(wt + (o - o0), k, ldw, x + t0 * ldx, ldx, y + t0 * ldy + o, ldy);
+    }
+    if (strips_end < o1) {
+      accumulate(wt + (strips_end - o0), k, ldw, x + t0 * ldx, ldx, 4, strips_end, o1, y + t0 * ldy,
+                 ldy);
+    }
+  }
+  for (int64_t t = t0; t < tokens; ++t) {
     float* yr = y + t * ldy;
     const float* xr = x + t * ldx;
     int64_t o = o0;
