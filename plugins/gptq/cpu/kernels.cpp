@@ -79,11 +79,7 @@ void accumulate(Isa isa, const float* wt, int64_t k, int64_t ldw, const float* x
 
 void gemv(Isa isa, const PackedMatrix& w, int64_t i0, int64_t i1, const float* x, int64_t o0,
           int64_t o1, float* y) noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  if (isa == Isa::kAvx2 || isa == Isa::kAvx512) return avx2::gemv(w, i0, i1, x, o0, o1, y);
-#endif
-  (void)isa;
-  scalar::gemv(w, i0, i1, x, o0, o1, y);
+  QF_GPTQ_DISPATCH(isa, gemv(w, i0, i1, x, o0, o1, y));
 }
 
 #undef QF_GPTQ_DISPATCH

@@ -46,7 +46,7 @@ void accumulate(Isa isa, const float* wt, int64_t k, int64_t ldw, const float* x
 
 // One token: y[o] += sum over i in [i0, i1) in order of x[i] * W(i, o), the weight formed as
 // dequantize_block forms it and each product rounded then added, for o in [o0, o1): the bits of
-// dequantize_block followed by accumulate, without the block. AVX-512 CPUs run the AVX2 body.
+// dequantize_block followed by accumulate, without the block.
 void gemv(Isa isa, const PackedMatrix& w, int64_t i0, int64_t i1, const float* x, int64_t o0,
           int64_t o1, float* y) noexcept;
 
@@ -71,6 +71,8 @@ void dequantize_block(const PackedMatrix& w, int64_t i0, int64_t i1, int64_t o0,
                       float* wt, int64_t ldw) noexcept;
 void accumulate(const float* wt, int64_t k, int64_t ldw, const float* x, int64_t ldx,
                 int64_t tokens, int64_t o0, int64_t o1, float* y, int64_t ldy) noexcept;
+void gemv(const PackedMatrix& w, int64_t i0, int64_t i1, const float* x, int64_t o0, int64_t o1,
+          float* y) noexcept;
 }  // namespace avx512
 
 }  // namespace qforge::plugins::gptq::cpu

@@ -1,7 +1,8 @@
 // AVX-512 bodies of cpu/kernels.hpp, 16 output lanes per vector; bit-identical to the scalar path
-// (kernels.hpp says why). Output tails take a masked vector, so only 3-bit weights (values
-// straddle words) fall back to the scalar unpack. accumulate blocks tokens: a GEMM reads each
-// weight vector once for up to four tokens, a GEMV keeps four vectors of outputs in registers.
+// (kernels.hpp says why). gemv is the AVX2 strip at 16 lanes. Output tails take a masked vector, so
+// only 3-bit weights (values straddle words) fall back to the scalar unpack. accumulate blocks
+// tokens: a GEMM reads each weight vector once for up to four tokens, a GEMV keeps four vectors of
+// outputs in registers.
 #if defined(__x86_64__) || defined(__i386__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -95,7 +96,63 @@ QF_AVX512 inline void tokens_all(const float* wt, int64_t k, int64_t ldw, const 
   }
 }
 
+// Outputs [o, o + 16 * kVecs) of cpu::gemv (the last vector masked by `tail`): as the AVX2
+// strip, the weight formed in registers, a group's zeros and scales reloaded only when g_idx
+// changes, the word row 4 rows ahead prefetched.
+template <int kVecs>
+QF_AVX512 inline void gemv_strip(const PackedMatrix& w, int64_t i0, int64_t i1, const float* x,
+                                 int64_t o, float* y, __mmask16 tail) {
+  const __m512i mask = _mm512_set1_epi32((1 << w.bits) - 1);
+  __mmask16 m[kVecs];
+  __m512 acc[kVecs], scale[kVecs];
+  __m512i zero[kVecs];
+  for (int v = 0; v < kVecs; ++v) {
+    m[v] = v + 1 == kVecs ? tail : static_cast<__mmask16>(0xFFFF);
+    acc[v] = _mm512_maskz_loadu_ps(m[v], y + o + 16 * v);
+    scale[v] = _mm512_setzero_ps();
+    zero[v] = _mm512_setzero_si512();
+  }
+  const int64_t rows = w.in * w.bits / 32;
+  int64_t last = -1;
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t g = w.g_idx[i];
+    if (g != last) {
+      last = g;
+      for (int v = 0; v < kVecs; ++v) {
+        zero[v] = _mm512_maskz_loadu_epi32(m[v], w.zeros + g * w.out + o + 16 * v);
+        scale[v] = _mm512_maskz_loadu_ps(m[v], w.scales + g * w.out + o + 16 * v);
+      }
+    }
+    const int64_t bit = i * w.bits;
+    const int32_t* words = w.qweight + (bit / 32) * w.out + o;
+    if (bit % 32 == 0 && bit / 32 + 4 < rows) {
+      _mm_prefetch(reinterpret_cast<const char*>(words + 4 * w.out), _MM_HINT_T0);
+    }
+    const __m128i shift = _mm_cvtsi32_si128(static_cast<int>(bit % 32));
+    const __m512 xi = _mm512_set1_ps(x[i]);
+    for (int v = 0; v < kVecs; ++v) {
+      const __m512i raw = _mm512_maskz_loadu_epi32(m[v], words + 16 * v);
+      const __m512i code = _mm512_and_si512(_mm512_srl_epi32(raw, shift), mask);
+      const __m512 weight =
+          _mm512_mul_ps(scale[v], _mm512_cvtepi32_ps(_mm512_sub_epi32(code, zero[v])));
+      acc[v] = _mm512_add_ps(acc[v], _mm512_mul_ps(xi, weight));
+    }
+  }
+  for (int v = 0; v < kVecs; ++v) _mm512_mask_storeu_ps(y + o + 16 * v, m[v], acc[v]);
+}
+
 }  // namespace
+
+QF_AVX512 void gemv(const PackedMatrix& w, int64_t i0, int64_t i1, const float* x, int64_t o0,
+                    int64_t o1, float* y) noexcept {
+  if (w.bits == 3) return scalar::gemv(w, i0, i1, x, o0, o1, y);
+  const auto full = static_cast<__mmask16>(0xFFFF);
+  int64_t o = o0;
+  for (; o + 64 <= o1; o += 64) gemv_strip<4>(w, i0, i1, x, o, y, full);
+  for (; o < o1; o += 16) {
+    gemv_strip<1>(w, i0, i1, x, o, y, o + 16 <= o1 ? full : tail_mask(o1 - o));
+  }
+}
 
 QF_AVX512 void dequantize_block(const PackedMatrix& w, int64_t i0, int64_t i1, int64_t o0,
                                 int64_t o1, float* wt, int64_t ldw) noexcept {
