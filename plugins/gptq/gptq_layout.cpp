@@ -165,7 +165,9 @@ PackedView read_packed(const GptqConfig& config, const qf_module_info& module,
   check_tensors(config, module, tensors);
   PackedView p;
   p.shapes = make_shapes(config, module.in_features, module.out_features);
-  p.qweight = read_int32(require(module, tensors, "qweight"), "qweight");
+  const DLTensor& qweight = require(module, tensors, "qweight");
+  require_host_contiguous(qweight, "qweight");  // check_tensors checked dtype I32 and shape
+  p.qweight = reinterpret_cast<const int32_t*>(bytes_of(qweight));
   const std::vector<int32_t> qz = read_int32(require(module, tensors, "qzeros"), "qzeros");
   p.zeros.resize(static_cast<size_t>(p.shapes.groups * p.shapes.out));
   unpack_qzeros(qz.data(), p.shapes.groups, p.shapes.out, p.shapes.bits, config.v2(),
@@ -179,7 +181,7 @@ Unpacked unpack(const PackedView& packed) {
   Unpacked u;
   u.shapes = packed.shapes;
   u.codes.resize(static_cast<size_t>(packed.shapes.in * packed.shapes.out));
-  unpack_qweight(packed.qweight.data(), packed.shapes.in, packed.shapes.out, packed.shapes.bits,
+  unpack_qweight(packed.qweight, packed.shapes.in, packed.shapes.out, packed.shapes.bits,
                  u.codes.data());
   u.zeros = packed.zeros;
   u.scales = packed.scales;

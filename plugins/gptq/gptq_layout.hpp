@@ -49,12 +49,14 @@ void check_tensors(const GptqConfig& config, const qf_module_info& module,
                    const qf_tensor_list& tensors);
 
 // check_tensors, then the qweight / qzeros words as stored (host, contiguous), g_idx and scales.
+// qweight is read in place (the largest tensor: copying it per call cost as much as reading it),
+// so a PackedView is valid only while the tensor list it was read from is.
 struct PackedView {
   Shapes shapes;
-  std::vector<int32_t> qweight;  // [I*bits/32, O]
-  std::vector<int32_t> zeros;    // unpacked true zero points [G, O]
-  std::vector<float> scales;     // [G, O]
-  std::vector<int32_t> g_idx;    // [I]
+  const int32_t* qweight = nullptr;  // [I*bits/32, O], the tensor's own words
+  std::vector<int32_t> zeros;        // unpacked true zero points [G, O]
+  std::vector<float> scales;         // [G, O]
+  std::vector<int32_t> g_idx;        // [I]
 };
 PackedView read_packed(const GptqConfig& config, const qf_module_info& module,
                        const qf_tensor_list& tensors);

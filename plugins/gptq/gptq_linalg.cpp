@@ -14,6 +14,7 @@ namespace {
 constexpr int64_t kPanel = 4;     // columns factored per Cholesky block
 constexpr int64_t kRowGroup = 4;  // rows updated together (each panel value used 4 times)
 constexpr int64_t kInvCols = 32;  // columns of L^-1 solved together (each L row used 32 times)
+constexpr int64_t kSlices = 24;   // tasks of the inverse: 24 = 2·3·4 divides common thread counts
 
 // A[i][k0..k0+bw) -= Σ_{m<k0} L[i][m]·L[k0+c][m] for rows i in [i0, i0+R), with pt the panel
 // transposed and zero-padded to kPanel columns (pt[m*kPanel + c] = L[k0+c][m]). R and kPanel are
@@ -117,31 +118,38 @@ int64_t upper_cholesky_of_inverse(const sdk::Call& call, std::vector<double>& h,
   // column c of X is row n-1-c of the result reversed: U[i][j] = X[n-1-i][n-1-j].
   result.assign(static_cast<size_t>(n * n), 0.0f);
   const int64_t groups = (n + kInvCols - 1) / kInvCols;
-  call.parallel_for(groups, 1, [&](int64_t g0, int64_t g1) {
+  // Group g costs ~(n - g·kInvCols)²: the host's parallel_for hands each thread one contiguous
+  // range of tasks, so tasks of consecutive groups left the first thread most of the work
+  // (7/8 with two). Each task is instead a slice of every kSlices-th group, which gives every
+  // thread about the same share for any thread count dividing kSlices.
+  const int64_t slices = std::min(groups, kSlices);
+  call.parallel_for(slices, 1, [&](int64_t s0, int64_t s1) {
     std::vector<double> x;  // x[(k - c0)*kInvCols + j] = X[k][c0 + j]
-    for (int64_t g = g0; g < g1; ++g) {
-      const int64_t c0 = g * kInvCols;
-      const int64_t cw = std::min(kInvCols, n - c0);
-      x.assign(static_cast<size_t>((n - c0) * kInvCols), 0.0);
-      for (int64_t k = c0; k < n; ++k) {
-        const double* lk = r.data() + k * n;
-        double acc[kInvCols] = {};
-        for (int64_t m = c0; m < k; ++m) {
-          const double l = lk[m];
-          const double* xm = x.data() + (m - c0) * kInvCols;
-          for (int64_t j = 0; j < kInvCols; ++j) acc[j] += l * xm[j];
+    for (int64_t slice = s0; slice < s1; ++slice) {
+      for (int64_t g = slice; g < groups; g += slices) {
+        const int64_t c0 = g * kInvCols;
+        const int64_t cw = std::min(kInvCols, n - c0);
+        x.assign(static_cast<size_t>((n - c0) * kInvCols), 0.0);
+        for (int64_t k = c0; k < n; ++k) {
+          const double* lk = r.data() + k * n;
+          double acc[kInvCols] = {};
+          for (int64_t m = c0; m < k; ++m) {
+            const double l = lk[m];
+            const double* xm = x.data() + (m - c0) * kInvCols;
+            for (int64_t j = 0; j < kInvCols; ++j) acc[j] += l * xm[j];
+          }
+          double* xk = x.data() + (k - c0) * kInvCols;
+          for (int64_t j = 0; j < cw; ++j) {
+            const int64_t c = c0 + j;
+            xk[j] = k < c ? 0.0 : k == c ? 1.0 / lk[k] : -acc[j] / lk[k];
+          }
         }
-        double* xk = x.data() + (k - c0) * kInvCols;
         for (int64_t j = 0; j < cw; ++j) {
           const int64_t c = c0 + j;
-          xk[j] = k < c ? 0.0 : k == c ? 1.0 / lk[k] : -acc[j] / lk[k];
-        }
-      }
-      for (int64_t j = 0; j < cw; ++j) {
-        const int64_t c = c0 + j;
-        float* out = result.data() + (n - 1 - c) * n;
-        for (int64_t k = c; k < n; ++k) {
-          out[n - 1 - k] = static_cast<float>(x[static_cast<size_t>((k - c0) * kInvCols + j)]);
+          float* out = result.data() + (n - 1 - c) * n;
+          for (int64_t k = c; k < n; ++k) {
+            out[n - 1 - k] = static_cast<float>(x[static_cast<size_t>((k - c0) * kInvCols + j)]);
+          }
         }
       }
     }

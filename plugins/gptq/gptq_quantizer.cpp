@@ -6,6 +6,7 @@
 #include "cpu/kernels.hpp"
 #include "environment_facts.hpp"  // plugins/common
 #include "gptq_compute.hpp"
+#include "gptq_device.hpp"
 #include "gptq_layout.hpp"
 
 namespace qforge::plugins::gptq {
@@ -51,11 +52,19 @@ void GptqQuantizer::validate_environment(const std::string& /*env_json*/,
   const RequestFacts request = parse_request(request_json);
   pre_quantized_ = request.pre_quantized;
   if (request.device && request.device->is_gpu()) {
-    throw Error(QF_CODE_FAILED_PRECONDITION,
-                "gptq: no GPU kernels in this build (asked for " + request.device->text() + ")",
-                "this landing of the gptq plugin computes on the CPU only (issue 8: CUDA "
-                "dequantize and 4-bit GEMV come later)",
-                "run with --device cpu");
+    if (std::string(gpu_backend()) != "CUDA") {
+      throw Error(QF_CODE_FAILED_PRECONDITION,
+                  "gptq: no GPU kernels in this build (asked for " + request.device->text() + ")",
+                  "this gptq plugin was compiled without nvcc, so it computes on the CPU only",
+                  "run with --device cpu, or rebuild qforge with the CUDA toolkit installed");
+    }
+    if (!request.pre_quantized) {
+      throw Error(QF_CODE_FAILED_PRECONDITION,
+                  "gptq: quantizing on " + request.device->text() + " is not available",
+                  "the GPTQ algorithm runs on the CPU; the CUDA kernels cover dequantize and the "
+                  "4-bit linear_forward of quantized layers",
+                  "quantize with --device cpu, then load the checkpoint on the GPU");
+    }
   }
   const std::string kernels = std::string("CPU kernels: ") + cpu::isa_name(cpu::select_isa());
   if (pre_quantized_) {
@@ -127,7 +136,8 @@ bool GptqQuantizer::needs_quantization(const qf_module_info& module, std::string
 std::string GptqQuantizer::describe_quantized(const qf_module_info& module) {
   nlohmann::json described = nlohmann::json::parse(describe_json(config_, module));
   described["algorithm"] = pre_quantized_ ? "pre-quantized" : kAlgorithmGptq;
-  described["kernels"] = std::string("cpu: ") + cpu::isa_name(cpu::select_isa());
+  described["kernels"] =
+      std::string("cpu: ") + cpu::isa_name(cpu::select_isa()) + ", gpu: " + gpu_backend();
   return described.dump();
 }
 
@@ -138,6 +148,7 @@ void GptqQuantizer::check_quantized(const qf_module_info& module, const qf_tenso
 void GptqQuantizer::quantize(const sdk::Call& call, const qf_module_info& module,
                              const DLTensor& weight, const DLTensor* /*bias*/,
                              const qf_tensor_list* calibration, sdk::TensorSink& out) {
+  if (is_device_call(call)) return device_quantize_gptq(call, module);
   call.throw_if_cancelled();
   const std::string name = module_name(module);
   const DLTensor* hessian = find_hessian(calibration);
@@ -179,12 +190,16 @@ void GptqQuantizer::quantize(const sdk::Call& call, const qf_module_info& module
 
 void GptqQuantizer::dequantize(const sdk::Call& call, const qf_module_info& module,
                                const qf_tensor_list& tensors, sdk::TensorSink& out) {
+  if (is_device_call(call)) return device_dequantize_gptq(call, config_, module, tensors, out);
   dequantize_gptq(call, config_, module, tensors, out);
 }
 
 void GptqQuantizer::linear_forward(const sdk::Call& call, const qf_module_info& module,
                                    const qf_tensor_list& tensors, const DLTensor& x,
                                    const DLTensor* bias, DLTensor& y) {
+  if (is_device_call(call)) {
+    return device_linear_forward_gptq(call, config_, module, tensors, x, bias, y);
+  }
   linear_forward_gptq(call, config_, module, tensors, x, bias, y);
 }
 

@@ -1,11 +1,11 @@
-// GPU harness: loads the bnb, fp8 and hqq plugins through their C ABI and checks every CUDA kernel
-// against the same plugin's CPU path; --bench adds the R7 figures. Needs only the CUDA runtime,
-// no qforge host. Exit codes: 0 all PASS (SKIPs allowed), 1 any FAIL, 2 usage or load error,
-// 77 no CUDA device (after the checks that need none).
+// GPU harness: loads the bnb, fp8, hqq and gptq plugins through their C ABI and checks every CUDA
+// kernel against the same plugin's CPU path; --bench adds the R7 figures. Needs only the CUDA
+// runtime, no qforge host. Exit codes: 0 all PASS (SKIPs allowed), 1 any FAIL, 2 usage or load
+// error, 77 no CUDA device (after the checks that need none).
 //
 //   bnb_gpu_harness [--plugin PATH/bnb.so] [--fp8-plugin PATH/fp8.so]
-//                   [--hqq-plugin PATH/hqq.so] [--only bnb|fp8|hqq] [--bench] [--iterations N]
-//                   [--no-checks]
+//                   [--hqq-plugin PATH/hqq.so] [--gptq-plugin PATH/gptq.so]
+//                   [--only bnb|fp8|hqq|gptq] [--bench] [--iterations N] [--no-checks]
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -17,6 +17,8 @@
 #include "checks.hpp"
 #include "fp8_bench.hpp"
 #include "fp8_checks.hpp"
+#include "gptq_bench.hpp"
+#include "gptq_checks.hpp"
 #include "host_shim.hpp"
 #include "hqq_bench.hpp"
 #include "hqq_checks.hpp"
@@ -30,6 +32,9 @@
 #endif
 #ifndef QFORGE_GPU_DEFAULT_HQQ_PLUGIN
 #define QFORGE_GPU_DEFAULT_HQQ_PLUGIN ""
+#endif
+#ifndef QFORGE_GPU_DEFAULT_GPTQ_PLUGIN
+#define QFORGE_GPU_DEFAULT_GPTQ_PLUGIN ""
 #endif
 
 namespace qforge::gpu_harness {
@@ -66,11 +71,12 @@ void no_gpu_checks(const Plugin& plugin, Report& report) {
 int usage() {
   std::fprintf(stderr,
                "usage: bnb_gpu_harness [--plugin PATH/bnb.so] [--fp8-plugin PATH/fp8.so] "
-               "[--hqq-plugin PATH/hqq.so] [--only bnb|fp8|hqq] [--bench] [--iterations N] "
-               "[--no-checks]\n(default plugins: %s, %s, %s; env QFORGE_BNB_PLUGIN / "
-               "QFORGE_FP8_PLUGIN / QFORGE_HQQ_PLUGIN override them)\n",
+               "[--hqq-plugin PATH/hqq.so] [--gptq-plugin PATH/gptq.so] "
+               "[--only bnb|fp8|hqq|gptq] [--bench] [--iterations N] [--no-checks]\n(default "
+               "plugins: %s, %s, %s, %s; env QFORGE_BNB_PLUGIN / QFORGE_FP8_PLUGIN / "
+               "QFORGE_HQQ_PLUGIN / QFORGE_GPTQ_PLUGIN override them)\n",
                QFORGE_GPU_DEFAULT_PLUGIN, QFORGE_GPU_DEFAULT_FP8_PLUGIN,
-               QFORGE_GPU_DEFAULT_HQQ_PLUGIN);
+               QFORGE_GPU_DEFAULT_HQQ_PLUGIN, QFORGE_GPU_DEFAULT_GPTQ_PLUGIN);
   return 2;
 }
 
@@ -85,6 +91,10 @@ int main(int argc, char** argv) {
   if (const char* env = std::getenv("QFORGE_FP8_PLUGIN"); env != nullptr && *env) fp8_path = env;
   std::string hqq_path = QFORGE_GPU_DEFAULT_HQQ_PLUGIN;
   if (const char* env = std::getenv("QFORGE_HQQ_PLUGIN"); env != nullptr && *env) hqq_path = env;
+  std::string gptq_path = QFORGE_GPU_DEFAULT_GPTQ_PLUGIN;
+  if (const char* env = std::getenv("QFORGE_GPTQ_PLUGIN"); env != nullptr && *env) {
+    gptq_path = env;
+  }
   std::string only;
   bool bench = false, checks = true;
   int iterations = 20;
@@ -96,9 +106,11 @@ int main(int argc, char** argv) {
       fp8_path = argv[++i];
     } else if (a == "--hqq-plugin" && i + 1 < argc) {
       hqq_path = argv[++i];
+    } else if (a == "--gptq-plugin" && i + 1 < argc) {
+      gptq_path = argv[++i];
     } else if (a == "--only" && i + 1 < argc) {
       only = argv[++i];
-      if (only != "bnb" && only != "fp8" && only != "hqq") return usage();
+      if (only != "bnb" && only != "fp8" && only != "hqq" && only != "gptq") return usage();
     } else if (a == "--bench") {
       bench = true;
     } else if (a == "--no-checks") {
@@ -113,8 +125,9 @@ int main(int argc, char** argv) {
   if (!only.empty() && only != "bnb") path.clear();
   if (!only.empty() && only != "fp8") fp8_path.clear();
   if (!only.empty() && only != "hqq") hqq_path.clear();
-  if (path.empty() && fp8_path.empty() && hqq_path.empty()) return usage();
-  Plugin plugin, fp8, hqq;
+  if (!only.empty() && only != "gptq") gptq_path.clear();
+  if (path.empty() && fp8_path.empty() && hqq_path.empty() && gptq_path.empty()) return usage();
+  Plugin plugin, fp8, hqq, gptq;
   std::string error;
   if (!path.empty() && !plugin.load(path, error)) {
     std::fprintf(stderr, "FAIL  load: %s\n", error.c_str());
@@ -128,9 +141,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "FAIL  load: %s\n", error.c_str());
     return 2;
   }
+  if (!gptq_path.empty() && !gptq.load(gptq_path, error)) {
+    std::fprintf(stderr, "FAIL  load: %s\n", error.c_str());
+    return 2;
+  }
   if (!path.empty()) std::printf("plugin: %s\n", path.c_str());
   if (!fp8_path.empty()) std::printf("fp8 plugin: %s\n", fp8_path.c_str());
   if (!hqq_path.empty()) std::printf("hqq plugin: %s\n", hqq_path.c_str());
+  if (!gptq_path.empty()) std::printf("gptq plugin: %s\n", gptq_path.c_str());
   Report report;
   int devices = 0;
   const cudaError_t e = cudaGetDeviceCount(&devices);
@@ -138,6 +156,7 @@ int main(int argc, char** argv) {
     if (!path.empty()) no_gpu_checks(plugin, report);
     if (!fp8_path.empty()) fp8_no_gpu_checks(fp8, report);
     if (!hqq_path.empty()) hqq_no_gpu_checks(hqq, report);
+    if (!gptq_path.empty()) gptq_no_gpu_checks(gptq, report);
     std::printf("no CUDA device (%s); GPU checks skipped\n",
                 e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
     std::printf("SUMMARY: %d passed, %d failed (no-GPU checks only)\n", report.passed,
@@ -151,6 +170,7 @@ int main(int argc, char** argv) {
   if (checks && !path.empty()) run_checks(plugin, report);
   if (checks && !fp8_path.empty()) run_fp8_checks(fp8, report);
   if (checks && !hqq_path.empty()) run_hqq_checks(hqq, report);
+  if (checks && !gptq_path.empty()) run_gptq_checks(gptq, report);
   if (bench) {
     const double copy = copy_gbps(iterations, report);
     std::printf("R7 device-to-device copy: %.1f GB/s (read + write, 1 GiB, median of %d)\n", copy,
@@ -158,6 +178,7 @@ int main(int argc, char** argv) {
     if (!path.empty()) run_bench(plugin, report, iterations, copy);
     if (!fp8_path.empty()) run_fp8_bench(fp8, report, iterations, copy);
     if (!hqq_path.empty()) run_hqq_bench(hqq, report, iterations, copy);
+    if (!gptq_path.empty()) run_gptq_bench(gptq, report, iterations, copy);
   }
   std::printf("SUMMARY: %d passed, %d failed, %d skipped\n", report.passed, report.failed,
               report.skipped);

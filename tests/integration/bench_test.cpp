@@ -126,7 +126,33 @@ TEST(BenchQuick, AllMeasuresWhatItCanAndListsTheMissingHook) {
   EXPECT_THAT((*doc)["errors"][0]["what"].get<std::string>(), HasSubstr("linear_forward"));
 }
 
+// R5 (gptq only): the GPTQ algorithm's figure, in GFLOP/s, with its FLOP count; `all` adds it
+// to R1-R4 for gptq.
+TEST(BenchQuick, GptqR5ReportsGflopsAndItsFlopCount) {
+  const ProcessResult r = run_qforge(
+      {"bench", "gptq", "--method", "gptq_4bit_128", "--quick", "--threads", "2", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  std::string why;
+  const auto doc = parse_stdout_json(r, &why);
+  ASSERT_TRUE(doc.has_value()) << why;
+  ASSERT_EQ((*doc)["figures"].size(), 1u) << doc->dump(2);
+  const auto& f = (*doc)["figures"][0];
+  EXPECT_EQ(f["id"], "R5");
+  for (const char* key : {"ratio", "candidate_gflops", "reference_gflops"}) {
+    expect_spread(f[key], std::string("R5.") + key);
+  }
+  // --quick: a 256x512 layer, I^3 * 2/3 + O * I^2 nominal FLOPs.
+  EXPECT_EQ(f["detail"]["shape"], (nlohmann::json{256, 512}));
+  EXPECT_NEAR(f["detail"]["flops"].get<double>(), 2.0 / 3.0 * 512.0 * 512 * 512 + 256.0 * 512 * 512,
+              1.0);
+  EXPECT_GE(f["detail"]["reference_flops"].get<double>(), f["detail"]["flops"].get<double>());
+}
+
 TEST(BenchUsage, BadFlagsAreUsageErrors) {
+  EXPECT_EQ(run_qforge({"bench", "gptq", "--method", "nf4", "--quick"}).exit_code, 2);
+  EXPECT_EQ(
+      run_qforge({"bench", "gptq", "--method", "gptq_4bit_128", "--gptq-shape", "4096"}).exit_code,
+      2);
   EXPECT_EQ(run_qforge({"bench", "gemv", "--shape", "4096"}).exit_code, 2);
   EXPECT_EQ(run_qforge({"bench", "gemv", "--dtype", "int8"}).exit_code, 2);
   EXPECT_EQ(run_qforge({"bench", "gemv", "--batches", "32"}).exit_code, 2);

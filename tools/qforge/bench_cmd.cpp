@@ -1,4 +1,4 @@
-// `qforge bench quantize|dequantize|gemv|all --method M`: the speed ratios R1-R4 of
+// `qforge bench quantize|dequantize|gemv|gptq|all --method M`: the speed ratios R1-R5 of
 // PERFORMANCE.md, each against a reference measured in the same run (bench_figures.hpp).
 // docs/bench.md says what every figure means and how to read it.
 #include <CLI/CLI.hpp>
@@ -32,12 +32,16 @@ struct BenchFlags {
   int64_t weights_mib = 512;
   std::string shape = "4096x4096";
   std::vector<int64_t> batches{1, 2, 4, 8, 16};
+  std::string gptq_shape = "4096x4096";
+  int64_t calib_tokens = 16384;
   bool quick = false;
   // Options given on the command line win over --quick's small defaults.
   CLI::Option* reps_opt = nullptr;
   CLI::Option* size_opt = nullptr;
   CLI::Option* weights_opt = nullptr;
   CLI::Option* shape_opt = nullptr;
+  CLI::Option* gptq_shape_opt = nullptr;
+  CLI::Option* calib_opt = nullptr;
 };
 
 DLDataType parse_dtype(const std::string& text) {
@@ -86,6 +90,9 @@ BenchOptions to_options(const BenchFlags& flags) {
   parse_shape(quick && flags.shape_opt->count() == 0 ? "256x512" : flags.shape, &o.out_features,
               &o.in_features);
   o.cols = o.in_features;
+  parse_shape(quick && flags.gptq_shape_opt->count() == 0 ? "256x512" : flags.gptq_shape,
+              &o.gptq_out, &o.gptq_in);
+  o.calib_tokens = quick && flags.calib_opt->count() == 0 ? 1024 : flags.calib_tokens;
   o.batches = flags.batches;
   for (int t : {1, 2, o.threads}) {
     if (std::find(o.gemv_threads.begin(), o.gemv_threads.end(), t) == o.gemv_threads.end()) {
@@ -144,6 +151,16 @@ std::optional<nlohmann::json> solver_off_config(Quantizer& q) {
 
 std::string figure_line(const Figure& f) {
   char label[64];
+  char line[512];
+  if (f.id == "R5") {
+    std::snprintf(line, sizeof(line),
+                  "%-3s %-18s %6.3f  [%5.3f .. %5.3f]  target >= %.2f %-5s  gptq %7.2f GFLOP/s, %s "
+                  "%7.2f GFLOP/s\n",
+                  f.id.c_str(), "gptq algorithm", f.ratio.median, f.ratio.min, f.ratio.max,
+                  f.target, f.meets_target() ? "met" : "BELOW", f.candidate_gbps.median,
+                  f.reference.c_str(), f.reference_gbps.median);
+    return line;
+  }
   if (f.id == "R4") {
     std::snprintf(label, sizeof(label), "fp32/quant b=%lld", static_cast<long long>(f.batch));
   } else if (f.id == "R3") {
@@ -151,7 +168,6 @@ std::string figure_line(const Figure& f) {
   } else {
     std::snprintf(label, sizeof(label), "%s", f.name.c_str());
   }
-  char line[512];
   if (f.byte_ratio > 0) {
     std::snprintf(line, sizeof(line),
                   "%-3s %-18s %6.2fx [%5.2f .. %5.2f]  of %.2fx ideal = %.2f  target >= %.2f "
@@ -201,6 +217,15 @@ int run_bench(CliContext& ctx, const BenchFlags& flags) {
   group("gemv", [&] {
     for (auto& f : bench::measure_gemv(q, options)) figures.push_back(std::move(f));
   });
+  // R5 is the GPTQ algorithm's figure: `all` runs it for gptq only.
+  if (flags.what == "gptq" && q.quant_method() != "gptq") {
+    throw usage_error("qforge bench gptq measures the GPTQ algorithm (R5)",
+                      "--method '" + flags.method + "' resolves to '" + q.quant_method() + "'",
+                      "pass --method gptq");
+  }
+  if (q.quant_method() == "gptq") {
+    group("gptq", [&] { figures.push_back(bench::measure_gptq(q, options)); });
+  }
 
   if (ctx.out->json()) {
     nlohmann::json list = nlohmann::json::array(), errs = nlohmann::json::array();
@@ -243,7 +268,7 @@ int run_bench(CliContext& ctx, const BenchFlags& flags) {
 
 Command add_bench_command(CLI::App& parent, CliContext& ctx) {
   CLI::App* cmd = parent.add_subcommand(
-      "bench", "Speed ratios R1-R4 (quantize, dequantize, GEMV) against same-run references");
+      "bench", "Speed ratios R1-R5 (quantize, dequantize, GEMV, GPTQ) against same-run references");
   auto flags = std::make_shared<BenchFlags>();
   // WHAT is a subcommand of bench, not a positional: as a positional, `quantize` would be
   // taken for the top-level `qforge quantize`. Its flags fall through to bench.
@@ -252,7 +277,8 @@ Command add_bench_command(CLI::App& parent, CliContext& ctx) {
        {std::pair<const char*, const char*>{"quantize", "R1: quantize vs memcpy"},
         {"dequantize", "R2: dequantize vs memcpy"},
         {"gemv", "R3: 4-bit GEMV vs streaming read; R4: dense fp32 GEMV vs 4-bit GEMV"},
-        {"all", "R1-R4 (the default)"}}) {
+        {"gptq", "R5: GPTQ algorithm on one layer vs the same-run fp32 GEMM (--method gptq)"},
+        {"all", "R1-R4, and R5 for gptq (the default)"}}) {
     CLI::App* sub = cmd->add_subcommand(name, help);
     sub->fallthrough();
     whats.push_back(sub);
@@ -288,6 +314,13 @@ Command add_bench_command(CLI::App& parent, CliContext& ctx) {
       ->delimiter(',')
       ->check(CLI::Range(int64_t{1}, int64_t{16}))
       ->capture_default_str();
+  flags->gptq_shape_opt =
+      cmd->add_option("--gptq-shape", flags->gptq_shape, "R5's layer, OUTxIN (gptq only)")
+          ->capture_default_str();
+  flags->calib_opt = cmd->add_option("--calib-tokens", flags->calib_tokens,
+                                     "Calibration rows behind R5's Hessian (32 x 512)")
+                         ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))
+                         ->capture_default_str();
   cmd->add_flag("--quick", flags->quick,
                 "Tiny sizes and 3 reps for smoke tests; the figures mean nothing");
   return Command{cmd, [&ctx, flags, whats] {

@@ -321,20 +321,49 @@ int logged_steps(const Quantizer& q, const std::function<void()>& run) {
   return at == std::string::npos ? 0 : std::atoi(s.c_str() + at + 6);
 }
 
+// The GPTQ algorithm's nominal FLOPs given H (docs/bench.md, R5): Hinv as one Cholesky and one
+// triangular inverse (I^3/3 each) plus the error feedback, every column's error times its
+// Hinv row into the columns after it (2 * O * I^2 / 2). Quantizing the codes is O(O * I).
+double gptq_flops(int64_t out, int64_t in) {
+  const auto o = static_cast<double>(out), i = static_cast<double>(in);
+  return 2.0 / 3.0 * i * i * i + o * i * i;
+}
+
+// H = 2/N * X^T X over N calibration rows with unequal input scales (so act-order has something
+// to sort), float32 [in, in], built with the fp32 GEMM 16 inputs at a time. Not timed.
+Tensor make_hessian(ThreadTeam& team, int64_t in, int64_t tokens) {
+  Tensor xt = random_tensor(team, DLDataType{kDLFloat, 32, 1}, {in, tokens}, 21, 1.0f);
+  float* x = xt.data_as<float>();
+  for (int64_t r = 0; r < in; ++r) {
+    const float s = 0.25f + static_cast<float>((r * 37) % 101) / 50.0f;
+    for (int64_t t = 0; t < tokens; ++t) x[r * tokens + t] *= s;
+  }
+  Tensor h = Tensor::zeros(DLDataType{kDLFloat, 32, 1}, {in, in}).value();
+  float* hp = h.data_as<float>();
+  for (int64_t r0 = 0; r0 < in; r0 += 16) {
+    const int64_t b = std::min<int64_t>(16, in - r0);
+    dense_gemm_f32(team, x, in, tokens, x + r0 * tokens, b, hp + r0 * in);
+  }
+  const float scale = 2.0f / static_cast<float>(tokens);
+  for (int64_t n = 0; n < in * in; ++n) hp[n] *= scale;
+  return h;
+}
+
 }  // namespace
 
 nlohmann::json figure_json(const Figure& f) {
-  nlohmann::json j = {{"id", f.id},
-                      {"name", f.name},
-                      {"candidate", f.candidate},
-                      {"reference", f.reference},
-                      {"threads", f.threads},
-                      {"ratio", spread_json(f.ratio)},
-                      {"candidate_gbps", spread_json(f.candidate_gbps)},
-                      {"reference_gbps", spread_json(f.reference_gbps)},
-                      {"target", f.target},
-                      {"meets_target", f.meets_target()},
-                      {"detail", f.detail}};
+  nlohmann::json j = {
+      {"id", f.id},
+      {"name", f.name},
+      {"candidate", f.candidate},
+      {"reference", f.reference},
+      {"threads", f.threads},
+      {"ratio", spread_json(f.ratio)},
+      {f.id == "R5" ? "candidate_gflops" : "candidate_gbps", spread_json(f.candidate_gbps)},
+      {f.id == "R5" ? "reference_gflops" : "reference_gbps", spread_json(f.reference_gbps)},
+      {"target", f.target},
+      {"meets_target", f.meets_target()},
+      {"detail", f.detail}};
   if (f.batch > 0) j["batch"] = f.batch;
   if (f.byte_ratio > 0) {
     j["byte_ratio"] = f.byte_ratio;
@@ -516,6 +545,58 @@ std::vector<Figure> measure_gemv(Quantizer& q, const BenchOptions& o) {
   }
   for (int64_t b : o.batches) figures.push_back(measure_r4(q, o, g, dense, team, b));
   return figures;
+}
+
+Figure measure_gptq(Quantizer& q, const BenchOptions& o) {
+  ThreadTeam team(o.threads);
+  const int64_t out = o.gptq_out, in = o.gptq_in;
+  const ModuleInfo module = linear_module("bench.gptq", out, in, o.dtype);
+  const Tensor weight = random_tensor(team, o.dtype, {out, in}, 22, 0.02f);
+  const Tensor hessian = make_hessian(team, in, o.calib_tokens);
+  const std::vector<NamedView> calibration{NamedView{"hessian", TensorView::of(hessian)}};
+  const TensorView view = TensorView::of(weight);
+  // The reference: the layer's weight in fp32 times 16 columns, as many calls as make up the
+  // algorithm's FLOPs.
+  const Tensor dense = random_tensor(team, DLDataType{kDLFloat, 32, 1}, {out, in}, 23, 0.02f);
+  const Tensor x = random_tensor(team, DLDataType{kDLFloat, 32, 1}, {16, in}, 24, 1.0f);
+  std::vector<float> y(static_cast<size_t>(16 * out));
+  self_check_dense(team, {16});
+  const double flops = gptq_flops(out, in);
+  const double call_flops = 2.0 * static_cast<double>(out) * static_cast<double>(in) * 16.0;
+  const auto calls = static_cast<int64_t>(std::ceil(flops / call_flops));
+  const auto candidate = [&] {
+    checked(q.quantize(module, view, nullptr, o.threads, &calibration), q, "quantize",
+            "R5 (the GPTQ algorithm runs in quantize, given a Hessian)");
+  };
+  const auto reference = [&] {
+    for (int64_t c = 0; c < calls; ++c) {
+      dense_gemm_f32(team, dense.data_as<float>(), out, in, x.data_as<float>(), 16, y.data());
+    }
+  };
+  const Interleaved t = run_interleaved(o.reps, reference, candidate);
+  const double ref_flops = call_flops * static_cast<double>(calls);
+  std::vector<double> ratios;
+  for (size_t i = 0; i < t.reference_s.size() && i < t.candidate_s.size(); ++i) {
+    // The reference's time for exactly the algorithm's FLOPs at its own rate.
+    ratios.push_back(t.reference_s[i] * (flops / ref_flops) / t.candidate_s[i]);
+  }
+  Figure f;
+  f.id = "R5";
+  f.name = "gptq";
+  f.candidate = q.quant_method() + " quantize with a Hessian (GPTQ algorithm)";
+  f.reference = std::string("fp32 GEMM x16 (") + reference_isa() + ")";
+  f.threads = o.threads;
+  f.target = 0.3;
+  f.ratio = spread_of(ratios);
+  f.candidate_gbps = spread_of(gbps(t.candidate_s, flops));
+  f.reference_gbps = spread_of(gbps(t.reference_s, ref_flops));
+  f.detail = {{"shape", {out, in}},
+              {"dtype", dtype_to_string(o.dtype)},
+              {"calibration_tokens", o.calib_tokens},
+              {"flops", flops},
+              {"reference_calls", calls},
+              {"reference_flops", ref_flops}};
+  return f;
 }
 
 }  // namespace qforge::cli::bench

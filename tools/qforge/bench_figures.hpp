@@ -1,4 +1,4 @@
-// The figures R1-R4 of PERFORMANCE.md, each measured through the host C++ API (Quantizer) against
+// The figures R1-R5 of PERFORMANCE.md, each measured through the host C++ API (Quantizer) against
 // a same-run reference (bench_kernels.hpp). docs/bench.md explains every figure.
 #pragma once
 
@@ -23,6 +23,9 @@ struct BenchOptions {
   int64_t cols = 4096;                           // row length of the R1/R2 weight
   std::vector<int64_t> batches{1, 2, 4, 8, 16};  // --batches for R4 (each 1..16)
   std::vector<int> gemv_threads;                 // R3 thread counts
+  int64_t gptq_out = 4096;                       // --gptq-shape OUTxIN: R5's layer
+  int64_t gptq_in = 4096;
+  int64_t calib_tokens = 16384;  // --calib-tokens: rows behind R5's Hessian (32 x 512)
 };
 
 // One measured ratio with its context.
@@ -35,9 +38,9 @@ struct Figure {
   int64_t batch = 0;  // R4 only
   double target = 0;  // the ratio (R4: fraction of the byte ratio) PERFORMANCE.md asks for
   Spread ratio;       // candidate / reference throughput (R4: dense time / 4-bit time)
-  Spread candidate_gbps, reference_gbps;
-  double byte_ratio = 0;  // R4: dense fp32 bytes / 4-bit bytes, the ideal speed-up
-  Spread fraction;        // R4: ratio / byte_ratio
+  Spread candidate_gbps, reference_gbps;  // R5: GFLOP/s (json: candidate_gflops, ...)
+  double byte_ratio = 0;                  // R4: dense fp32 bytes / 4-bit bytes, the ideal speed-up
+  Spread fraction;                        // R4: ratio / byte_ratio
   nlohmann::json detail = nlohmann::json::object();  // sizes, layers, shape
   bool meets_target() const { return (byte_ratio > 0 ? fraction.median : ratio.median) >= target; }
 };
@@ -58,5 +61,9 @@ Figure measure_dequantize(Quantizer& quantizer, const BenchOptions& options);
 // linear_forward against a streaming read of the same bytes; dense fp32 GEMV/GEMM time over
 // the 4-bit time.
 std::vector<Figure> measure_gemv(Quantizer& quantizer, const BenchOptions& options);
+// R5: the plugin's quantize of one [gptq_out, gptq_in] layer with a Hessian from calib_tokens
+// rows (the GPTQ algorithm; the host accumulates H, untimed here) against the same-run fp32
+// GEMM (dense_gemm_f32, batch 16, on the layer's shape) doing the algorithm's nominal FLOPs.
+Figure measure_gptq(Quantizer& quantizer, const BenchOptions& options);
 
 }  // namespace qforge::cli::bench

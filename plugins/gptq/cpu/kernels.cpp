@@ -7,11 +7,30 @@
 
 namespace qforge::plugins::gptq::cpu {
 
-const char* isa_name(Isa isa) noexcept { return isa == Isa::kAvx2 ? "avx2" : "scalar"; }
+const char* isa_name(Isa isa) noexcept {
+  switch (isa) {
+    case Isa::kAvx512:
+      return "avx512";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kScalar:
+      break;
+  }
+  return "scalar";
+}
 
 bool isa_supported(Isa isa) noexcept {
 #if defined(__x86_64__) || defined(__i386__)
-  return isa == Isa::kScalar || __builtin_cpu_supports("avx2");
+  switch (isa) {
+    case Isa::kAvx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    case Isa::kAvx2:
+      return __builtin_cpu_supports("avx2");
+    case Isa::kScalar:
+      return true;
+  }
+  return false;
 #else
   return isa == Isa::kScalar;
 #endif
@@ -20,29 +39,49 @@ bool isa_supported(Isa isa) noexcept {
 Isa select_isa() noexcept {
   const char* forced = std::getenv("QFORGE_GPTQ_KERNEL");
   if (forced != nullptr) {
-    for (Isa isa : {Isa::kScalar, Isa::kAvx2}) {
+    for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
       if (std::strcmp(forced, isa_name(isa)) == 0 && isa_supported(isa)) return isa;
     }
   }
-  return isa_supported(Isa::kAvx2) ? Isa::kAvx2 : Isa::kScalar;
+  if (isa_supported(Isa::kAvx512)) return Isa::kAvx512;
+  if (isa_supported(Isa::kAvx2)) return Isa::kAvx2;
+  return Isa::kScalar;
 }
+
+// On a non-x86 build the vector namespaces have no bodies, and isa_supported never lets a
+// vector ISA through.
+#if defined(__x86_64__) || defined(__i386__)
+#define QF_GPTQ_DISPATCH(isa, call) \
+  switch (isa) {                    \
+    case Isa::kAvx512:              \
+      return avx512::call;          \
+    case Isa::kAvx2:                \
+      return avx2::call;            \
+    case Isa::kScalar:              \
+      break;                        \
+  }                                 \
+  return scalar::call
+#else
+#define QF_GPTQ_DISPATCH(isa, call) \
+  (void)(isa);                      \
+  return scalar::call
+#endif
 
 void dequantize_block(Isa isa, const PackedMatrix& w, int64_t i0, int64_t i1, int64_t o0,
                       int64_t o1, float* wt, int64_t ldw) noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  if (isa == Isa::kAvx2) return avx2::dequantize_block(w, i0, i1, o0, o1, wt, ldw);
-#endif
-  (void)isa;
-  scalar::dequantize_block(w, i0, i1, o0, o1, wt, ldw);
+  QF_GPTQ_DISPATCH(isa, dequantize_block(w, i0, i1, o0, o1, wt, ldw));
 }
 
 void accumulate(Isa isa, const float* wt, int64_t k, int64_t ldw, const float* x, int64_t ldx,
                 int64_t tokens, int64_t o0, int64_t o1, float* y, int64_t ldy) noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  if (isa == Isa::kAvx2) return avx2::accumulate(wt, k, ldw, x, ldx, tokens, o0, o1, y, ldy);
-#endif
-  (void)isa;
-  scalar::accumulate(wt, k, ldw, x, ldx, tokens, o0, o1, y, ldy);
+  QF_GPTQ_DISPATCH(isa, accumulate(wt, k, ldw, x, ldx, tokens, o0, o1, y, ldy));
 }
+
+void gemv(Isa isa, const PackedMatrix& w, int64_t i0, int64_t i1, const float* x, int64_t o0,
+          int64_t o1, float* y) noexcept {
+  QF_GPTQ_DISPATCH(isa, gemv(w, i0, i1, x, o0, o1, y));
+}
+
+#undef QF_GPTQ_DISPATCH
 
 }  // namespace qforge::plugins::gptq::cpu

@@ -7,16 +7,17 @@
 // -ffp-contract=off and the vector code uses no FMA), and vector lanes span outputs, never inputs,
 // so no sum is reassociated. Tests compare the paths for equality.
 //
-// scalar is the reference; AVX2 carries a per-function target attribute, so one binary runs on
-// any x86-64. select_isa picks the best the CPU has, or QFORGE_GPTQ_KERNEL=scalar|avx2 (tests;
-// an unsupported or unknown choice falls back to the best supported).
+// scalar is the reference; AVX2 and AVX-512 carry per-function target attributes, so one binary
+// runs on any x86-64. select_isa picks the best the CPU has (AVX-512 needs F, BW and VL), or
+// QFORGE_GPTQ_KERNEL=scalar|avx2|avx512 (tests; an unsupported or unknown choice falls back to
+// the best supported).
 #pragma once
 
 #include <cstdint>
 
 namespace qforge::plugins::gptq::cpu {
 
-enum class Isa { kScalar, kAvx2 };
+enum class Isa { kScalar, kAvx2, kAvx512 };
 
 const char* isa_name(Isa isa) noexcept;
 bool isa_supported(Isa isa) noexcept;
@@ -43,17 +44,35 @@ void dequantize_block(Isa isa, const PackedMatrix& w, int64_t i0, int64_t i1, in
 void accumulate(Isa isa, const float* wt, int64_t k, int64_t ldw, const float* x, int64_t ldx,
                 int64_t tokens, int64_t o0, int64_t o1, float* y, int64_t ldy) noexcept;
 
+// One token: y[o] += sum over i in [i0, i1) in order of x[i] * W(i, o), the weight formed as
+// dequantize_block forms it and each product rounded then added, for o in [o0, o1): the bits of
+// dequantize_block followed by accumulate, without the block.
+void gemv(Isa isa, const PackedMatrix& w, int64_t i0, int64_t i1, const float* x, int64_t o0,
+          int64_t o1, float* y) noexcept;
+
 namespace scalar {
 void dequantize_block(const PackedMatrix& w, int64_t i0, int64_t i1, int64_t o0, int64_t o1,
                       float* wt, int64_t ldw) noexcept;
 void accumulate(const float* wt, int64_t k, int64_t ldw, const float* x, int64_t ldx,
                 int64_t tokens, int64_t o0, int64_t o1, float* y, int64_t ldy) noexcept;
+void gemv(const PackedMatrix& w, int64_t i0, int64_t i1, const float* x, int64_t o0, int64_t o1,
+          float* y) noexcept;
 }  // namespace scalar
 namespace avx2 {
 void dequantize_block(const PackedMatrix& w, int64_t i0, int64_t i1, int64_t o0, int64_t o1,
                       float* wt, int64_t ldw) noexcept;
 void accumulate(const float* wt, int64_t k, int64_t ldw, const float* x, int64_t ldx,
                 int64_t tokens, int64_t o0, int64_t o1, float* y, int64_t ldy) noexcept;
+void gemv(const PackedMatrix& w, int64_t i0, int64_t i1, const float* x, int64_t o0, int64_t o1,
+          float* y) noexcept;
 }  // namespace avx2
+namespace avx512 {
+void dequantize_block(const PackedMatrix& w, int64_t i0, int64_t i1, int64_t o0, int64_t o1,
+                      float* wt, int64_t ldw) noexcept;
+void accumulate(const float* wt, int64_t k, int64_t ldw, const float* x, int64_t ldx,
+                int64_t tokens, int64_t o0, int64_t o1, float* y, int64_t ldy) noexcept;
+void gemv(const PackedMatrix& w, int64_t i0, int64_t i1, const float* x, int64_t o0, int64_t o1,
+          float* y) noexcept;
+}  // namespace avx512
 
 }  // namespace qforge::plugins::gptq::cpu

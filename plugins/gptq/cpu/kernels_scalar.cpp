@@ -31,4 +31,19 @@ void accumulate(const float* wt, int64_t k, int64_t ldw, const float* x, int64_t
   }
 }
 
+void gemv(const PackedMatrix& w, int64_t i0, int64_t i1, const float* x, int64_t o0, int64_t o1,
+          float* y) noexcept {
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t g = w.g_idx[i];
+    const int32_t* z = w.zeros + g * w.out;
+    const float* s = w.scales + g * w.out;
+    const float xi = x[i];
+    for (int64_t o = o0; o < o1; ++o) {
+      const auto code = static_cast<int32_t>(qweight_code(w.qweight, w.out, w.bits, i, o));
+      const float weight = s[o] * static_cast<float>(code - z[o]);
+      y[o] = y[o] + xi * weight;
+    }
+  }
+}
+
 }  // namespace qforge::plugins::gptq::cpu::scalar

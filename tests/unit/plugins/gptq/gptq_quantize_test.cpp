@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -328,10 +329,18 @@ TEST_F(GptqQuantize, ForwardEqualsXTimesDequantizedWeight) {
   }
 }
 
-TEST(GptqKernels, Avx2EqualsScalarBitForBit) {
-  if (!cpu::isa_supported(cpu::Isa::kAvx2)) GTEST_SKIP() << "this CPU has no AVX2";
+// Every vector ISA against the scalar oracle, bit for bit. The output range [3, 143) of 150
+// leaves full 64/32/16-lane blocks and a 12-lane tail; 1..7 tokens cover the GEMV path, the
+// four-token GEMM blocks and their remainders. An ISA this CPU lacks is skipped, not passed.
+class GptqKernels : public ::testing::TestWithParam<cpu::Isa> {};
+
+TEST_P(GptqKernels, EqualsScalarBitForBit) {
+  const cpu::Isa isa = GetParam();
+  if (!cpu::isa_supported(isa)) {
+    GTEST_SKIP() << "this CPU has no " << cpu::isa_name(isa) << " (compiled, not run)";
+  }
   for (int bits : {2, 3, 4, 8}) {
-    const int64_t in = 64, out = 45, groups = 2;
+    const int64_t in = 64, out = 150, groups = 2, o0 = 3, o1 = 143, ldw = o1 - o0;
     std::mt19937 rng(static_cast<unsigned>(bits));
     std::vector<int32_t> qweight(static_cast<size_t>(in * bits / 32 * out));
     for (auto& v : qweight) v = static_cast<int32_t>(rng());
@@ -343,17 +352,94 @@ TEST(GptqKernels, Avx2EqualsScalarBitForBit) {
     for (auto& g : g_idx) g = static_cast<int32_t>(rng() % groups);
     const cpu::PackedMatrix m{qweight.data(), in,          out, bits, zeros.data(),
                               scales.data(),  g_idx.data()};
-    std::vector<float> a(static_cast<size_t>(in * 40)), b(a.size());
-    cpu::dequantize_block(cpu::Isa::kScalar, m, 0, in, 3, 43, a.data(), 40);
-    cpu::dequantize_block(cpu::Isa::kAvx2, m, 0, in, 3, 43, b.data(), 40);
+    // Sentinels after each row show a store past o1 - o0.
+    std::vector<float> a(static_cast<size_t>(in * (ldw + 1)), -7.0f), b(a.size(), -7.0f);
+    cpu::dequantize_block(cpu::Isa::kScalar, m, 0, in, o0, o1, a.data(), ldw + 1);
+    cpu::dequantize_block(isa, m, 0, in, o0, o1, b.data(), ldw + 1);
     ASSERT_EQ(a, b) << bits;
-    std::vector<float> x(static_cast<size_t>(2 * in));
+    for (int64_t tokens = 1; tokens <= 7; ++tokens) {
+      std::vector<float> x(static_cast<size_t>(tokens * in));
+      for (auto& v : x) v = static_cast<float>(static_cast<int>(rng() % 2001) - 1000) * 1e-3f;
+      std::vector<float> ya(static_cast<size_t>(tokens * out), 0.25f), yb = ya;
+      cpu::accumulate(cpu::Isa::kScalar, a.data(), in, ldw + 1, x.data(), in, tokens, o0, o1,
+                      ya.data(), out);
+      cpu::accumulate(isa, a.data(), in, ldw + 1, x.data(), in, tokens, o0, o1, yb.data(), out);
+      ASSERT_EQ(ya, yb) << bits << " bits, " << tokens << " tokens";
+    }
+    // The fused one-token GEMV, over two input ranges in turn as the forward calls it.
+    std::vector<float> x(static_cast<size_t>(in));
     for (auto& v : x) v = static_cast<float>(static_cast<int>(rng() % 2001) - 1000) * 1e-3f;
-    std::vector<float> ya(static_cast<size_t>(2 * out), 0.25f), yb = ya;
-    cpu::accumulate(cpu::Isa::kScalar, a.data(), in, 40, x.data(), in, 2, 3, 43, ya.data(), out);
-    cpu::accumulate(cpu::Isa::kAvx2, a.data(), in, 40, x.data(), in, 2, 3, 43, yb.data(), out);
+    std::vector<float> ya(static_cast<size_t>(out), 0.25f), yb = ya;
+    cpu::accumulate(cpu::Isa::kScalar, a.data(), in, ldw + 1, x.data(), in, 1, o0, o1, ya.data(),
+                    out);
+    cpu::gemv(isa, m, 0, 24, x.data(), o0, o1, yb.data());
+    cpu::gemv(isa, m, 24, in, x.data(), o0, o1, yb.data());
+    ASSERT_EQ(ya, yb) << bits << " bits, fused gemv";
+  }
+}
+
+// The scalar fused GEMV is the block path's bits (dequantize_block, then accumulate).
+TEST(GptqGemv, ScalarEqualsDequantizeThenAccumulate) {
+  for (int bits : {2, 3, 4, 8}) {
+    const int64_t in = 96, out = 64, groups = 3;
+    std::mt19937 rng(static_cast<unsigned>(100 + bits));
+    std::vector<int32_t> qweight(static_cast<size_t>(in * bits / 32 * out));
+    for (auto& v : qweight) v = static_cast<int32_t>(rng());
+    std::vector<int32_t> zeros(static_cast<size_t>(groups * out));
+    for (auto& z : zeros) z = static_cast<int32_t>(rng() % (1u << bits));
+    std::vector<float> scales(static_cast<size_t>(groups * out));
+    for (auto& s : scales) s = 0.001f * static_cast<float>(1 + rng() % 100);
+    std::vector<int32_t> g_idx(static_cast<size_t>(in));
+    for (auto& g : g_idx) g = static_cast<int32_t>(rng() % groups);  // act-order-like
+    const cpu::PackedMatrix m{qweight.data(), in,          out, bits, zeros.data(),
+                              scales.data(),  g_idx.data()};
+    std::vector<float> block(static_cast<size_t>(in * out));
+    cpu::dequantize_block(cpu::Isa::kScalar, m, 0, in, 0, out, block.data(), out);
+    std::vector<float> x(static_cast<size_t>(in));
+    for (auto& v : x) v = static_cast<float>(static_cast<int>(rng() % 2001) - 1000) * 1e-3f;
+    std::vector<float> ya(static_cast<size_t>(out), -0.5f), yb = ya;
+    cpu::accumulate(cpu::Isa::kScalar, block.data(), in, out, x.data(), in, 1, 0, out, ya.data(),
+                    out);
+    cpu::gemv(cpu::Isa::kScalar, m, 0, in, x.data(), 0, out, yb.data());
     ASSERT_EQ(ya, yb) << bits;
   }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, GptqKernels, ::testing::Values(cpu::Isa::kAvx2, cpu::Isa::kAvx512),
+                         [](const ::testing::TestParamInfo<cpu::Isa>& p) {
+                           return std::string(cpu::isa_name(p.param));
+                         });
+
+// The forward through the quantizer gives the same bits whatever ISA QFORGE_GPTQ_KERNEL forces
+// (320 inputs: two input blocks).
+TEST_F(GptqQuantize, ForwardSameBitsOnEveryIsa) {
+  GptqQuantizer q(R"({"bits":4,"group_size":32,"sym":false})");
+  const int64_t out = 136, in = 320;
+  Module m("model.layers.0.mlp.up_proj", QF_MODULE_LINEAR, out, in, false, f32());
+  HostTensor w(f32(), {out, in});
+  fill(w, 16);
+  TensorList list;
+  quantize(q, m, w.get(), list);
+  int compared = 0;
+  // 1 token: the fused GEMV; 5: a GEMM block and a remainder.
+  for (int64_t tokens : {1, 5}) {
+    HostTensor x(f32(), {tokens, in});
+    fill(x, 17);
+    const auto forward = [&](cpu::Isa isa) {
+      ::setenv("QFORGE_GPTQ_KERNEL", cpu::isa_name(isa), 1);
+      HostTensor y(f32(), {tokens, out});
+      q.linear_forward(sdk::Call(nullptr), m.get(), list.get(), x.get(), nullptr, y.get());
+      ::unsetenv("QFORGE_GPTQ_KERNEL");
+      return std::vector<float>(y.data<float>(), y.data<float>() + tokens * out);
+    };
+    const std::vector<float> reference = forward(cpu::Isa::kScalar);
+    for (cpu::Isa isa : {cpu::Isa::kAvx2, cpu::Isa::kAvx512}) {
+      if (!cpu::isa_supported(isa)) continue;
+      EXPECT_EQ(forward(isa), reference) << cpu::isa_name(isa) << ", " << tokens << " tokens";
+      ++compared;
+    }
+  }
+  if (compared == 0) GTEST_SKIP() << "this CPU has no vector ISA to compare with scalar";
 }
 
 }  // namespace

@@ -1,0 +1,252 @@
+// GPU dispatch of the gptq compute hooks (see gptq_device.hpp).
+#include "gptq_device.hpp"
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gptq_layout.hpp"
+#include "gptq_tensor_io.hpp"
+
+#if QFORGE_GPTQ_GPU
+#include "cuda/gptq_cuda.hpp"
+#endif
+
+namespace qforge::plugins::gptq {
+namespace {
+
+using sdk::Error;
+
+std::string device_text(DLDevice d) {
+  std::string type;
+  switch (d.device_type) {
+    case kDLCUDA:
+      type = "cuda";
+      break;
+    case kDLCUDAManaged:
+      type = "cuda (managed)";
+      break;
+    case kDLROCM:
+      type = "rocm";
+      break;
+    default:
+      type = "device type " + std::to_string(static_cast<int>(d.device_type));
+  }
+  return type + ":" + std::to_string(d.device_id);
+}
+
+#if QFORGE_GPTQ_GPU
+constexpr bool serves(int type) { return type == kDLCUDA || type == kDLCUDAManaged; }
+constexpr const char* kBackend = "CUDA";
+#else
+constexpr const char* kBackend = "none";
+#endif
+
+// The call's device must be one this build's kernels run on.
+void require_served(const sdk::Call& call, const qf_module_info& module, const char* hook) {
+  const std::string what = "module '" + module_name(module) + "': gptq " + hook;
+#if QFORGE_GPTQ_GPU
+  if (serves(call.device().device_type)) return;
+  throw Error(QF_CODE_FAILED_PRECONDITION, what + " cannot run on " + device_text(call.device()),
+              "this gptq plugin holds CUDA kernels, which serve only cuda devices (no ROCm/HIP "
+              "port yet)",
+              "run with --device cpu, or on an NVIDIA GPU");
+#else
+  throw Error(QF_CODE_FAILED_PRECONDITION,
+              what + " on " + device_text(call.device()) + " is not available in this build",
+              "this gptq plugin was compiled without nvcc (QFORGE_HAVE_CUDA was OFF), so it "
+              "computes on the CPU only",
+              "run with --device cpu, or rebuild qforge with the CUDA toolkit installed "
+              "(-DQFORGE_CUDA=ON)");
+#endif
+}
+
+#if QFORGE_GPTQ_GPU
+
+void check_gpu(const std::string& err, const std::string& what) {
+  if (err.empty()) return;
+  throw Error(QF_CODE_DEVICE_ERROR, what, err,
+              "check the GPU (nvidia-smi) and that the inputs are valid device buffers of the "
+              "call's device");
+}
+
+void enter_device(const sdk::Call& call, const qf_module_info& module) {
+  const std::string err = gpu::set_device(call.device().device_id);
+  if (!err.empty()) {
+    throw Error(QF_CODE_FAILED_PRECONDITION,
+                "module '" + module_name(module) + "': cannot use " + device_text(call.device()),
+                err, "run on a machine with that GPU and a working driver, or use --device cpu");
+  }
+}
+
+void require_on_device(const sdk::Call& call, const DLTensor& t, const std::string& what) {
+  const DLDevice d = call.device();
+  if (!serves(t.device.device_type) || t.device.device_id != d.device_id) {
+    throw Error(QF_CODE_INVALID_ARGUMENT, what + " is not on the call's device",
+                "it is on " + device_text(t.device) + ", the call runs on " + device_text(d),
+                "move the tensor to " + device_text(d) + " before the call");
+  }
+  if (t.data == nullptr && sdk::numel(t) != 0) {
+    throw Error(QF_CODE_INVALID_ARGUMENT, what + " has no data", "its data pointer is NULL",
+                "pass a tensor with a buffer");
+  }
+  if (!sdk::is_contiguous(t)) {
+    throw Error(QF_CODE_INVALID_ARGUMENT, what + " is not contiguous",
+                "the GPU kernels read it as a flat row-major array", "pass a contiguous tensor");
+  }
+}
+
+gpu::Float gpu_kind(FloatKind k) {
+  return k == FloatKind::kF32 ? gpu::Float::kF32
+                              : (k == FloatKind::kF16 ? gpu::Float::kF16 : gpu::Float::kBF16);
+}
+
+// The CPU's check_tensors on the dtypes and shapes only: g_idx's values live on the device
+// (the kernels turn an index out of range into NaN weights instead of reading past scales).
+void check_shapes(const GptqConfig& config, const qf_module_info& module,
+                  const qf_tensor_list& tensors) {
+  std::vector<qf_named_tensor> items;
+  std::vector<DLTensor> views;
+  const auto n = static_cast<size_t>(tensors.count > 0 ? tensors.count : 0);
+  items.reserve(n);
+  views.reserve(n);  // items point into views: no reallocation
+  for (size_t i = 0; i < n; ++i) {
+    qf_named_tensor item = tensors.items[i];
+    if (item.tensor != nullptr) {
+      views.push_back(*item.tensor);
+      views.back().data = nullptr;  // check_tensors reads no data of a NULL tensor
+      item.tensor = &views.back();
+    }
+    items.push_back(item);
+  }
+  const qf_tensor_list list{sizeof(qf_tensor_list), QF_ABI_VERSION,
+                            static_cast<int64_t>(items.size()), items.data()};
+  check_tensors(config, module, list);
+}
+
+gpu::Packed packed_of(const sdk::Call& call, const GptqConfig& config, const qf_module_info& module,
+                      const qf_tensor_list& tensors) {
+  check_shapes(config, module, tensors);
+  const Shapes s = make_shapes(config, module.in_features, module.out_features);
+  const auto on_device = [&](const char* name) -> const DLTensor& {
+    const DLTensor& t = *sdk::find_tensor(&tensors, name);  // check_tensors found it
+    require_on_device(call, t, "module '" + module_name(module) + "': tensor '" + name + "'");
+    return t;
+  };
+  const DLTensor& qweight = on_device("qweight");
+  const DLTensor& qzeros = on_device("qzeros");
+  const DLTensor& scales = on_device("scales");
+  const DLTensor& g_idx = on_device("g_idx");
+  gpu::Packed p;
+  p.qweight = reinterpret_cast<const int32_t*>(bytes_of(qweight));
+  p.qzeros = reinterpret_cast<const int32_t*>(bytes_of(qzeros));
+  p.scales = bytes_of(scales);
+  p.scales_kind = gpu_kind(float_kind(scales.dtype, "scales"));
+  p.g_idx = reinterpret_cast<const int32_t*>(bytes_of(g_idx));
+  p.in = s.in;
+  p.out = s.out;
+  p.groups = s.groups;
+  p.bits = s.bits;
+  p.v2 = config.v2();
+  return p;
+}
+
+#endif  // QFORGE_GPTQ_GPU
+
+}  // namespace
+
+bool is_device_call(const sdk::Call& call) {
+  const int type = call.device().device_type;
+  return type != kDLCPU && type != kDLCUDAHost;
+}
+
+const char* gpu_backend() noexcept { return kBackend; }
+
+void device_quantize_gptq(const sdk::Call& call, const qf_module_info& module) {
+  require_served(call, module, "quantize");
+#if QFORGE_GPTQ_GPU
+  enter_device(call, module);
+  throw Error(QF_CODE_UNIMPLEMENTED,
+              "module '" + module_name(module) + "': gptq quantize on " +
+                  device_text(call.device()) + " is not available",
+              "the GPTQ algorithm runs on the CPU only in this plugin; its CUDA kernels cover "
+              "dequantize and the 4-bit linear_forward",
+              "quantize with --device cpu; the quantized layers then run on the GPU");
+#endif
+}
+
+void device_dequantize_gptq(const sdk::Call& call, const GptqConfig& config,
+                            const qf_module_info& module, const qf_tensor_list& tensors,
+                            sdk::TensorSink& out) {
+  require_served(call, module, "dequantize");
+#if QFORGE_GPTQ_GPU
+  enter_device(call, module);
+  const gpu::Packed w = packed_of(call, config, module, tensors);
+  // The CPU path's output: the module's dtype when F32/F16/BF16, else F32; shape [out, in].
+  const DLDataType d = module.weight_dtype;
+  const bool dense_ok = d.lanes == 1 && ((d.code == kDLFloat && (d.bits == 32 || d.bits == 16)) ||
+                                         (d.code == kDLBfloat && d.bits == 16));
+  const DLDataType dtype = dense_ok ? d : sdk::make_dtype(kDLFloat, 32);
+  DLTensor& dense = out.allocate("weight", dtype, {w.out, w.in}, call.device());
+  check_gpu(
+      gpu::dequantize(w, gpu_kind(float_kind(dtype, "weight")), bytes_of(dense), call.stream()),
+      "gptq dequantize");
+#else
+  (void)config, (void)tensors, (void)out;
+#endif
+}
+
+void device_linear_forward_gptq(const sdk::Call& call, const GptqConfig& config,
+                                const qf_module_info& module, const qf_tensor_list& tensors,
+                                const DLTensor& x, const DLTensor* bias, DLTensor& y) {
+  require_served(call, module, "linear_forward");
+#if QFORGE_GPTQ_GPU
+  enter_device(call, module);
+  const std::string name = module_name(module);
+  if (config.bits != 4) {
+    throw Error(QF_CODE_UNIMPLEMENTED,
+                "module '" + name + "': gptq linear_forward on " + device_text(call.device()) +
+                    " has no kernel for " + std::to_string(config.bits) + "-bit weights",
+                "this plugin's CUDA GEMV covers 4-bit GPTQ (dequantize covers 2, 3, 4 and 8 bits)",
+                "run with --device cpu, or dequantize on the GPU and multiply densely");
+  }
+  const gpu::Packed w = packed_of(call, config, module, tensors);
+  const int64_t in = w.in, out_f = w.out;
+  if (x.ndim < 1 || x.shape[x.ndim - 1] != in) {
+    throw Error(QF_CODE_INVALID_ARGUMENT,
+                "module '" + name + "': x's last dimension is not in_features",
+                "expected " + std::to_string(in), "pass x of shape [..., in_features]");
+  }
+  require_on_device(call, x, "linear_forward input x");
+  require_on_device(call, y, "linear_forward output y");
+  const FloatKind xk = float_kind(x.dtype, "x");
+  const FloatKind yk = float_kind(y.dtype, "y");
+  const int64_t tokens = in > 0 ? sdk::numel(x) / in : 0;
+  if (sdk::numel(y) != tokens * out_f) {
+    throw Error(QF_CODE_INVALID_ARGUMENT, "y has the wrong size",
+                "expected " + std::to_string(tokens * out_f) + " elements",
+                "allocate y as [..., out_features]");
+  }
+  const void* b = nullptr;
+  FloatKind bk = FloatKind::kF32;
+  if (bias != nullptr) {
+    require_on_device(call, *bias, "linear_forward bias");
+    bk = float_kind(bias->dtype, "bias");
+    if (sdk::numel(*bias) != out_f) {
+      throw Error(QF_CODE_INVALID_ARGUMENT, "module '" + name + "': bias does not fit",
+                  "bias has " + std::to_string(sdk::numel(*bias)) + " elements, expected " +
+                      std::to_string(out_f),
+                  "pass the module's [out_features] bias");
+    }
+    b = bytes_of(*bias);
+  }
+  check_gpu(gpu::gemv4(w, bytes_of(x), gpu_kind(xk), tokens, b, gpu_kind(bk), bytes_of(y),
+                       gpu_kind(yk), call.stream()),
+            "gptq linear_forward");
+#else
+  (void)config, (void)tensors, (void)x, (void)bias, (void)y;
+#endif
+}
+
+}  // namespace qforge::plugins::gptq
