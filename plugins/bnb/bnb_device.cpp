@@ -9,6 +9,7 @@
 
 #include "bnb_layout.hpp"
 #include "bnb_tensor_io.hpp"
+#include "device_refusal.hpp"
 
 #if QFORGE_BNB_GPU
 #include <nlohmann/json.hpp>
@@ -26,24 +27,6 @@ using sdk::Error;
 
 std::string name_of(const qf_module_info& module) {
   return module.name != nullptr ? module.name : "<unnamed>";
-}
-
-std::string device_text(DLDevice d) {
-  std::string type;
-  switch (d.device_type) {
-    case kDLCUDA:
-      type = "cuda";
-      break;
-    case kDLCUDAManaged:
-      type = "cuda (managed)";
-      break;
-    case kDLROCM:
-      type = "rocm";
-      break;
-    default:
-      type = "device type " + std::to_string(static_cast<int>(d.device_type));
-  }
-  return type + ":" + std::to_string(d.device_id);
 }
 
 #if QFORGE_BNB_GPU_HIP

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "device_refusal.hpp"
 #include "fbgemm_compute.hpp"
 #include "fp8_layout.hpp"
 #include "fp8_scales.hpp"
@@ -23,49 +24,26 @@ namespace {
 
 using sdk::Error;
 
-std::string device_text(DLDevice d) {
-  std::string type;
-  switch (d.device_type) {
-    case kDLCUDA:
-      type = "cuda";
-      break;
-    case kDLCUDAManaged:
-      type = "cuda (managed)";
-      break;
-    case kDLROCM:
-      type = "rocm";
-      break;
-    default:
-      type = "device type " + std::to_string(static_cast<int>(d.device_type));
-  }
-  return type + ":" + std::to_string(d.device_id);
-}
-
 #if QFORGE_FP8_GPU
 constexpr bool serves(int type) { return type == kDLCUDA || type == kDLCUDAManaged; }
 constexpr const char* kBackend = "CUDA";
+constexpr bool kCudaBuild = true;
 #else
 constexpr const char* kBackend = "none";
+constexpr bool kCudaBuild = false;
 #endif
 
 // The call's device must be one this build's kernels run on.
 void require_served(const sdk::Call& call, const qf_module_info& module, const char* method,
                     const char* hook) {
-  const std::string what = "module '" + module_name(module) + "': " + method + " " + hook;
 #if QFORGE_FP8_GPU
   if (serves(call.device().device_type)) return;
-  throw Error(QF_CODE_FAILED_PRECONDITION, what + " cannot run on " + device_text(call.device()),
-              "this fp8 plugin holds CUDA kernels, which serve only cuda devices (no ROCm/HIP "
-              "port yet)",
-              "run with --device cpu, or on an NVIDIA GPU");
-#else
-  throw Error(QF_CODE_FAILED_PRECONDITION,
-              what + " on " + device_text(call.device()) + " is not available in this build",
-              "this fp8 plugin was compiled without nvcc (QFORGE_HAVE_CUDA was OFF), so it holds "
-              "only the CPU emulation",
-              "run with --device cpu (and --allow-emulation), or rebuild qforge with the CUDA "
-              "toolkit installed (-DQFORGE_CUDA=ON)");
 #endif
+  refuse_device("module '" + module_name(module) + "': " + method + " " + hook, call.device(),
+                "fp8", kCudaBuild,
+                {"holds only the CPU emulation",
+                 "run with --device cpu (and --allow-emulation), or rebuild qforge with the CUDA "
+                 "toolkit installed (-DQFORGE_CUDA=ON)"});
 }
 
 // Throws the CPU path's refusals before any device work, with the CPU path's messages
