@@ -48,8 +48,8 @@ void AwqQuantizer::validate_environment(const std::string& /*env_json*/,
   if (request.device && request.device->is_gpu()) {
     throw Error(QF_CODE_FAILED_PRECONDITION,
                 "awq: no GPU kernels (asked for " + request.device->text() + ")",
-                "this landing of the awq plugin computes on the CPU only (scalar and AVX2 "
-                "kernels); transformers would run AutoAWQ's CUDA kernels here",
+                "this landing of the awq plugin computes on the CPU only (scalar, AVX2 and "
+                "AVX-512 kernels); transformers would run AutoAWQ's CUDA kernels here",
                 "run with --device cpu");
   }
   if (sdk::log_enabled(QF_LOG_INFO)) {

@@ -7,12 +7,29 @@
 
 namespace qforge::plugins::awq::cpu {
 
-const char* isa_name(Isa isa) noexcept { return isa == Isa::kAvx2 ? "avx2" : "scalar"; }
+const char* isa_name(Isa isa) noexcept {
+  switch (isa) {
+    case Isa::kAvx512:
+      return "avx512";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kScalar:
+      break;
+  }
+  return "scalar";
+}
 
 bool isa_supported(Isa isa) noexcept {
 #if defined(__x86_64__) || defined(__i386__)
-  if (isa == Isa::kAvx2) return __builtin_cpu_supports("avx2");
-  return true;
+  switch (isa) {
+    case Isa::kAvx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2");
+    case Isa::kAvx2:
+      return __builtin_cpu_supports("avx2");
+    case Isa::kScalar:
+      return true;
+  }
+  return false;
 #else
   return isa == Isa::kScalar;
 #endif
@@ -21,17 +38,27 @@ bool isa_supported(Isa isa) noexcept {
 Isa select_isa() noexcept {
   const char* forced = std::getenv("QFORGE_AWQ_KERNEL");
   if (forced != nullptr) {
-    for (Isa isa : {Isa::kScalar, Isa::kAvx2}) {
+    for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
       if (std::strcmp(forced, isa_name(isa)) == 0 && isa_supported(isa)) return isa;
     }
   }
-  return isa_supported(Isa::kAvx2) ? Isa::kAvx2 : Isa::kScalar;
+  if (isa_supported(Isa::kAvx512)) return Isa::kAvx512;
+  if (isa_supported(Isa::kAvx2)) return Isa::kAvx2;
+  return Isa::kScalar;
 }
 
-// On a non-x86 build the avx2 namespace has no bodies, and isa_supported never lets it through.
+// On a non-x86 build the vector namespaces have no bodies, and isa_supported never lets them
+// through.
 #if defined(__x86_64__) || defined(__i386__)
-#define QF_AWQ_DISPATCH(isa, call)            \
-  if ((isa) == Isa::kAvx2) return avx2::call; \
+#define QF_AWQ_DISPATCH(isa, call) \
+  switch (isa) {                   \
+    case Isa::kAvx512:             \
+      return avx512::call;         \
+    case Isa::kAvx2:               \
+      return avx2::call;           \
+    case Isa::kScalar:             \
+      break;                       \
+  }                                \
   return scalar::call
 #else
 #define QF_AWQ_DISPATCH(isa, call) \

@@ -8,16 +8,17 @@
 // -ffp-contract=off and the vector code uses no FMA), and vector lanes span outputs, never
 // inputs, so no sum is reassociated. Tests compare the paths for equality.
 //
-// scalar is the reference; AVX2 carries per-function target attributes, so one binary runs on
-// any x86-64. select_isa picks AVX2 when the CPU has it, or QFORGE_AWQ_KERNEL=scalar|avx2 (tests;
-// an unsupported or unknown choice falls back to the best supported). No AVX-512 path yet.
+// scalar is the reference; AVX2 and AVX-512 carry per-function target attributes, so one binary
+// runs on any x86-64. select_isa picks the best the CPU has (AVX-512 needs F), or
+// QFORGE_AWQ_KERNEL=scalar|avx2|avx512 (tests; an unsupported or unknown choice falls back to the
+// best supported).
 #pragma once
 
 #include <cstdint>
 
 namespace qforge::plugins::awq::cpu {
 
-enum class Isa { kScalar, kAvx2 };
+enum class Isa { kScalar, kAvx2, kAvx512 };
 
 const char* isa_name(Isa isa) noexcept;
 bool isa_supported(Isa isa) noexcept;
@@ -55,5 +56,11 @@ void dequantize_block(const PackedMatrix& w, int64_t i0, int64_t i1, int64_t o0,
 void accumulate(const float* wt, int64_t k, int64_t ldw, const float* x, int64_t ldx,
                 int64_t tokens, int64_t o0, int64_t o1, float* y, int64_t ldy) noexcept;
 }  // namespace avx2
+namespace avx512 {
+void dequantize_block(const PackedMatrix& w, int64_t i0, int64_t i1, int64_t o0, int64_t o1,
+                      float* wt, int64_t ldw) noexcept;
+void accumulate(const float* wt, int64_t k, int64_t ldw, const float* x, int64_t ldx,
+                int64_t tokens, int64_t o0, int64_t o1, float* y, int64_t ldy) noexcept;
+}  // namespace avx512
 
 }  // namespace qforge::plugins::awq::cpu

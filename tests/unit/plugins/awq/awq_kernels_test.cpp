@@ -1,9 +1,11 @@
-// The AVX2 kernels give the scalar reference's bits (cpu/kernels.hpp), on word-aligned and
-// unaligned output ranges, one token and several.
+// The AVX2 and AVX-512 kernels give the scalar reference's bits (cpu/kernels.hpp), on
+// word-aligned and unaligned output ranges, one token and several. A CPU without the ISA skips
+// its test (the development machine has no AVX-512: those tests are compiled, not run there).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "awq_pack.hpp"
@@ -37,23 +39,28 @@ Weights random_weights(unsigned seed) {
   return w;
 }
 
-TEST(AwqKernels, Avx2DequantizeIsBitIdenticalToScalar) {
-  if (!isa_supported(Isa::kAvx2)) GTEST_SKIP() << "this CPU has no AVX2";
+class AwqVectorKernels : public ::testing::TestWithParam<Isa> {};
+
+TEST_P(AwqVectorKernels, DequantizeIsBitIdenticalToScalar) {
+  const Isa isa = GetParam();
+  if (!isa_supported(isa)) GTEST_SKIP() << "this CPU has no " << isa_name(isa);
   const Weights w = random_weights(3);
   const PackedMatrix m = w.matrix();
-  // Whole rows, a word-aligned window, and windows starting / ending inside a word.
-  for (const auto& [o0, o1] :
-       std::vector<std::pair<int64_t, int64_t>>{{0, 48}, {8, 40}, {3, 45}, {5, 7}, {17, 48}}) {
+  // Whole rows, a word-aligned window, windows starting / ending inside a word, and a width
+  // that leaves an 8-output tail after the 16-lane vectors.
+  for (const auto& [o0, o1] : std::vector<std::pair<int64_t, int64_t>>{
+           {0, 48}, {8, 40}, {3, 45}, {5, 7}, {17, 48}, {0, 24}}) {
     const int64_t width = o1 - o0;
     std::vector<float> a(static_cast<size_t>(w.in * width), -1.0f), b = a;
     scalar::dequantize_block(m, 0, w.in, o0, o1, a.data(), width);
-    avx2::dequantize_block(m, 0, w.in, o0, o1, b.data(), width);
-    EXPECT_EQ(a, b) << "outputs [" << o0 << ", " << o1 << ")";
+    dequantize_block(isa, m, 0, w.in, o0, o1, b.data(), width);
+    EXPECT_EQ(a, b) << isa_name(isa) << " outputs [" << o0 << ", " << o1 << ")";
   }
 }
 
-TEST(AwqKernels, Avx2AccumulateIsBitIdenticalToScalar) {
-  if (!isa_supported(Isa::kAvx2)) GTEST_SKIP() << "this CPU has no AVX2";
+TEST_P(AwqVectorKernels, AccumulateIsBitIdenticalToScalar) {
+  const Isa isa = GetParam();
+  if (!isa_supported(isa)) GTEST_SKIP() << "this CPU has no " << isa_name(isa);
   const Weights w = random_weights(4);
   std::vector<float> block(static_cast<size_t>(w.in * w.out));
   scalar::dequantize_block(w.matrix(), 0, w.in, 0, w.out, block.data(), w.out);
@@ -63,22 +70,34 @@ TEST(AwqKernels, Avx2AccumulateIsBitIdenticalToScalar) {
     std::vector<float> x(static_cast<size_t>(tokens * w.in));
     for (auto& v : x) v = normal(rng);
     for (const auto& [o0, o1] :
-         std::vector<std::pair<int64_t, int64_t>>{{0, 48}, {8, 40}, {3, 45}}) {
+         std::vector<std::pair<int64_t, int64_t>>{{0, 48}, {8, 40}, {3, 45}, {0, 24}}) {
       std::vector<float> a(static_cast<size_t>(tokens * w.out), 0.5f), b = a;
       scalar::accumulate(block.data() + o0, w.in, w.out, x.data(), w.in, tokens, o0, o1, a.data(),
                          w.out);
-      avx2::accumulate(block.data() + o0, w.in, w.out, x.data(), w.in, tokens, o0, o1, b.data(),
-                       w.out);
-      EXPECT_EQ(a, b) << tokens << " tokens, outputs [" << o0 << ", " << o1 << ")";
+      accumulate(isa, block.data() + o0, w.in, w.out, x.data(), w.in, tokens, o0, o1, b.data(),
+                 w.out);
+      EXPECT_EQ(a, b) << isa_name(isa) << ", " << tokens << " tokens, outputs [" << o0 << ", " << o1
+                      << ")";
     }
   }
 }
 
+INSTANTIATE_TEST_SUITE_P(Isa, AwqVectorKernels, ::testing::Values(Isa::kAvx2, Isa::kAvx512),
+                         [](const ::testing::TestParamInfo<Isa>& param) {
+                           return std::string(isa_name(param.param));
+                         });
+
 TEST(AwqKernels, SelectionHonoursTheOverride) {
   ::setenv("QFORGE_AWQ_KERNEL", "scalar", 1);
   EXPECT_EQ(select_isa(), Isa::kScalar);
-  ::setenv("QFORGE_AWQ_KERNEL", "avx512", 1);  // not built: falls back to the best supported
-  EXPECT_EQ(select_isa(), isa_supported(Isa::kAvx2) ? Isa::kAvx2 : Isa::kScalar);
+  ::setenv("QFORGE_AWQ_KERNEL", "avx512", 1);  // unsupported here: falls back to the best
+  EXPECT_EQ(select_isa(), isa_supported(Isa::kAvx512) ? Isa::kAvx512
+                          : isa_supported(Isa::kAvx2) ? Isa::kAvx2
+                                                      : Isa::kScalar);
+  ::setenv("QFORGE_AWQ_KERNEL", "sse", 1);  // unknown: the best supported
+  EXPECT_EQ(select_isa(), isa_supported(Isa::kAvx512) ? Isa::kAvx512
+                          : isa_supported(Isa::kAvx2) ? Isa::kAvx2
+                                                      : Isa::kScalar);
   ::unsetenv("QFORGE_AWQ_KERNEL");
 }
 
