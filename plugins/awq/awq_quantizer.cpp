@@ -131,13 +131,16 @@ void AwqQuantizer::quantize(const sdk::Call& call, const qf_module_info& module,
   // 20 ratios, fold 1/s into the previous op, clip search, then quantize W·diag(s) with
   // quantize_rtn. The host does not pass those statistics yet, so every module is quantized
   // round-to-nearest with AWQ's quantizer.
-  if (sdk::log_enabled(QF_LOG_WARN)) {
-    sdk::log(QF_LOG_WARN,
-             "awq: module '" + name + "': quantized round-to-nearest with AWQ's quantizer" +
-                 (calibration == nullptr
-                      ? std::string(" (data_free: no calibration statistics)")
-                      : std::string(" (the activation-aware scale/clip search is not implemented "
-                                    "yet; the calibration statistics passed are unused)")));
+  // data_free was asked for (debug detail only); statistics the search cannot use yet are
+  // worth a warning, since the user expects AWQ proper.
+  const int32_t level = calibration == nullptr ? QF_LOG_DEBUG : QF_LOG_WARN;
+  if (sdk::log_enabled(level)) {
+    sdk::log(level, "awq: module '" + name + "': quantized round-to-nearest with AWQ's quantizer" +
+                        (calibration == nullptr
+                             ? std::string(" (data_free: no calibration statistics)")
+                             : std::string(" (the activation-aware scale/clip search is not "
+                                           "implemented yet; the calibration statistics passed "
+                                           "are unused)")));
   }
   quantize_rtn_module(config_, module, weight, out);
 }

@@ -109,6 +109,32 @@ TEST_F(AwqQuantize, WritesTheTensorSetDescribeAnnouncesInBothLayouts) {
   }
 }
 
+TEST_F(AwqQuantize, GemvPaddingIsZero) {
+  // 128 inputs in groups of 32: 4 groups, but calculate_zeros_width pads qzeros to 4 words
+  // (slots past group 3 stay 0) and scales to 32 columns (columns past 3 stay 0).
+  AwqQuantizer q(R"({"group_size":32,"version":"gemv"})");
+  Module m("model.layers.0.mlp.up_proj", QF_MODULE_LINEAR, 16, 128, false, f32());
+  HostTensor w(f32(), {16, 128});
+  fill(w, 10);
+  TensorList list;
+  quantize(q, m, w.get(), list, &no_statistics_.get());
+  const DLTensor* qz = sdk::find_tensor(&list.get(), "qzeros");
+  const auto* words = static_cast<const uint32_t*>(qz->data);
+  const std::vector<float> scales = read_floats(*sdk::find_tensor(&list.get(), "scales"), "s");
+  for (int64_t o = 0; o < 16; ++o) {
+    EXPECT_EQ(words[o * 4] >> 16, 0u) << o;  // slots 4..7 of the first word
+    for (int64_t c = 1; c < 4; ++c) EXPECT_EQ(words[o * 4 + c], 0u) << o;
+    for (int64_t g = 0; g < 32; ++g) {
+      const float s = scales[static_cast<size_t>(o * 32 + g)];
+      if (g < 4) {
+        EXPECT_GT(s, 0.0f) << o << ", " << g;
+      } else {
+        EXPECT_EQ(s, 0.0f) << o << ", " << g;
+      }
+    }
+  }
+}
+
 TEST_F(AwqQuantize, GemmAndGemvHoldTheSameWeights) {
   HostTensor w(f32(), {32, 128});
   fill(w, 2);
