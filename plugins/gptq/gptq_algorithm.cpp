@@ -51,7 +51,9 @@ struct SlabJob {
   int64_t in, out, block;
   bool grouped;
   int64_t group_size;
+  bool natural_groups;  // a processing group is one natural group (act_group_aware)
   const std::vector<int64_t>& perm;
+  const std::vector<int64_t>& group_end;          // at a processing group's first column: its end
   const std::vector<float>& hinv_t;               // [in, in]: hinv_t[j*in + i] = Hinv[i][j]
   const std::vector<float>& w;                    // [out, in], dead columns zeroed
   const std::vector<GroupParams>& row_params;     // [out] when !grouped
@@ -93,9 +95,10 @@ struct SlabJob {
       // block's own updates (those go to the copy W1): keep W as it was at the block start.
       std::copy(slab.begin() + i1 * nr, slab.begin() + i2 * nr, snapshot.begin());
       for (int64_t c = i1; c < i2; ++c) {
-        if (grouped && !config.static_groups && c % group_size == 0) {
-          const int64_t g = c / group_size;
-          const int64_t c_end = std::min(in, c + group_size);
+        if (grouped && !config.static_groups && group_end[static_cast<size_t>(c)] != 0) {
+          const int64_t g =
+              natural_groups ? perm[static_cast<size_t>(c)] / group_size : c / group_size;
+          const int64_t c_end = group_end[static_cast<size_t>(c)];
           std::fill(xmin.begin(), xmin.end(), 0.0f);
           std::fill(xmax.begin(), xmax.end(), 0.0f);
           for (int64_t col = c; col < c_end; ++col) {
@@ -156,6 +159,68 @@ struct SlabJob {
     clamped += local_clamped;
   }
 };
+
+// The order fasterquant visits the input columns in (ties keep ascending order; torch.argsort
+// is not stable, docs/gptq.md):
+// - desc_act: by decreasing diag(H); a group is then any group_size consecutive columns of that
+//   order, so g_idx is a real mapping;
+// - act_group_aware (GPTQModel's default, "GAR", Gafni et al. CVPRW 2025): the natural groups
+//   by decreasing max diag(H), and inside each group its columns by decreasing diag(H). Most
+//   of act-order's gain, while every group stays the natural one: g_idx is i // group_size and
+//   the checkpoint is an ordinary desc_act=false one. A short last group (in_features not a
+//   multiple of group_size) is a group like the others;
+// - else the natural order.
+std::vector<int64_t> processing_order(const GptqConfig& config, const std::vector<double>& h,
+                                      int64_t in, int64_t group_size) {
+  std::vector<int64_t> perm(static_cast<size_t>(in));
+  std::iota(perm.begin(), perm.end(), int64_t{0});
+  auto diag = [&](int64_t i) { return h[static_cast<size_t>(i * in + i)]; };
+  auto by_decreasing_diag = [&](int64_t a, int64_t b) { return diag(a) > diag(b); };
+  if (config.desc_act) {
+    std::stable_sort(perm.begin(), perm.end(), by_decreasing_diag);
+    return perm;
+  }
+  if (config.group_size <= 0 || !config.act_group_aware || in == 0) return perm;
+  const int64_t groups = (in + group_size - 1) / group_size;
+  auto group_begin = [&](int64_t g) { return g * group_size; };
+  auto group_stop = [&](int64_t g) { return std::min(in, (g + 1) * group_size); };
+  std::vector<double> group_max(static_cast<size_t>(groups));
+  for (int64_t g = 0; g < groups; ++g) {
+    double m = diag(group_begin(g));
+    for (int64_t i = group_begin(g) + 1; i < group_stop(g); ++i) m = std::max(m, diag(i));
+    group_max[static_cast<size_t>(g)] = m;
+  }
+  std::vector<int64_t> group_order(static_cast<size_t>(groups));
+  std::iota(group_order.begin(), group_order.end(), int64_t{0});
+  std::stable_sort(group_order.begin(), group_order.end(), [&](int64_t a, int64_t b) {
+    return group_max[static_cast<size_t>(a)] > group_max[static_cast<size_t>(b)];
+  });
+  auto next = perm.begin();
+  for (int64_t g : group_order) {
+    const auto first = next;
+    for (int64_t i = group_begin(g); i < group_stop(g); ++i) *next++ = i;
+    std::stable_sort(first, next, by_decreasing_diag);
+  }
+  return perm;
+}
+
+// group_end[c] != 0 marks the first column c (in processing order) of a group whose parameters
+// the loop computes there, and holds the end of that group's columns. With natural groups
+// (act_group_aware) a group starts where the natural group changes, else every group_size.
+std::vector<int64_t> processing_group_ends(const std::vector<int64_t>& perm, int64_t in,
+                                           int64_t group_size, bool natural_groups) {
+  std::vector<int64_t> end(static_cast<size_t>(in), 0);
+  for (int64_t c = 0; c < in; ++c) {
+    if (!natural_groups) {
+      if (c % group_size == 0) end[static_cast<size_t>(c)] = std::min(in, c + group_size);
+      continue;
+    }
+    const int64_t g = perm[static_cast<size_t>(c)] / group_size;
+    if (c > 0 && perm[static_cast<size_t>(c - 1)] / group_size == g) continue;
+    end[static_cast<size_t>(c)] = c + std::min(in, (g + 1) * group_size) - g * group_size;
+  }
+  return end;
+}
 
 }  // namespace
 
@@ -226,20 +291,16 @@ GptqOutcome quantize_gptq(const sdk::Call& call, const float* w, int64_t out, in
       }
     }
   }
-  // Act-order: columns by decreasing diag(H). torch.argsort is not stable; ties here keep
-  // ascending column order (documented in docs/gptq.md).
-  std::vector<int64_t> perm(static_cast<size_t>(in));
-  std::iota(perm.begin(), perm.end(), int64_t{0});
-  if (config.desc_act) {
-    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) {
-      return h[static_cast<size_t>(a * in + a)] > h[static_cast<size_t>(b * in + b)];
-    });
-  }
+  const std::vector<int64_t> perm = processing_order(config, h, in, gs);
+  const bool group_aware = grouped && config.act_group_aware && !config.desc_act;
+  const std::vector<int64_t> group_end =
+      grouped ? processing_group_ends(perm, in, gs, group_aware) : std::vector<int64_t>{};
+  const bool permuted = config.desc_act || group_aware;
   double trace = 0.0;
   for (int64_t i = 0; i < in; ++i) trace += h[static_cast<size_t>(i * in + i)];
   outcome.damp = config.damp_percent * (trace / static_cast<double>(in));
   std::vector<double> hp;
-  if (config.desc_act) {
+  if (permuted) {
     // H[perm][:, perm], lower triangle (the part the factorization reads).
     hp.assign(static_cast<size_t>(in * in), 0.0);
     for (int64_t a = 0; a < in; ++a) {
@@ -268,9 +329,9 @@ GptqOutcome quantize_gptq(const sdk::Call& call, const float* w, int64_t out, in
                 "raise damp_percent (e.g. 0.1 -> 0.2), or calibrate on more tokens");
   }
   std::atomic<int64_t> slab_clamped{0};
-  const SlabJob job{config,         in,          out, block_size, grouped,       gs,
-                    perm,           hinv_t,      wd,  row_params, static_params, u,
-                    fake_quantized, slab_clamped};
+  const SlabJob job{
+      config,    in,     out, block_size, grouped,       gs, group_aware,    perm,
+      group_end, hinv_t, wd,  row_params, static_params, u,  fake_quantized, slab_clamped};
   call.parallel_for(out, kSlabRows, [&](int64_t o_begin, int64_t o_end) {
     for (int64_t o0 = o_begin; o0 < o_end; o0 += kSlabRows) {
       call.throw_if_cancelled();
@@ -279,9 +340,11 @@ GptqOutcome quantize_gptq(const sdk::Call& call, const float* w, int64_t out, in
   });
   outcome.zero_clamped = clamped + slab_clamped.load();
   // g_idx: a column's group is its rank in the processing order // group_size; static groups
-  // keep the natural groups (AutoGPTQ's perm[i] // group_size, un-permuted, is i // group_size).
+  // keep the natural groups (AutoGPTQ's perm[i] // group_size, un-permuted, is i // group_size),
+  // and so does act_group_aware, whose processing groups are the natural ones reordered.
   for (int64_t j = 0; j < in; ++j) {
-    const int64_t col = grouped && config.static_groups ? j : perm[static_cast<size_t>(j)];
+    const int64_t col =
+        grouped && (config.static_groups || group_aware) ? j : perm[static_cast<size_t>(j)];
     u.g_idx[static_cast<size_t>(col)] = grouped ? static_cast<int32_t>(j / gs) : 0;
   }
   return outcome;

@@ -6,7 +6,8 @@ An independent re-statement, in NumPy (LAPACK), of AutoGPTQ's GPTQ.fasterquant s
 inverse and upper Cholesky of the inverse in the order fasterquant chains torch's (the C++ side
 uses a cheaper identity, so this checks it), the column loop on a block copy with group
 parameters taken from W outside the block copy, the lazy block product, act-order and static
-groups. NumPy rather than torch because the CPU torch wheel index is not reachable here and
+groups, and GPTQModel's act_group_aware (GAR: natural groups by decreasing max diag(H), the
+columns inside each group by decreasing diag(H); the groups themselves do not change). NumPy rather than torch because the CPU torch wheel index is not reachable here and
 PyPI's torch drags in gigabytes of CUDA; np.round and torch.round both round half to even.
 The inverse Hessian is factorized in float64 and rounded to float32, then the column loop runs
 in float32 like AutoGPTQ's (torch float32 W, Hinv, quantizer): with symmetric groups the
@@ -26,15 +27,29 @@ import numpy as np
 
 OUT, IN, TOKENS, BLOCK = 16, 96, 384, 32
 
-# (name, bits, group_size, sym, desc_act, static_groups, damp_percent)
+# (name, bits, group_size, sym, desc_act, static_groups, damp_percent, act_group_aware)
 CASES = [
-    ("b4_g16_sym", 4, 16, True, False, False, 0.01),
-    ("b4_g16_asym_actorder", 4, 16, False, True, False, 0.01),
-    ("b3_g48_sym_actorder_static", 3, 48, True, True, True, 0.1),
-    ("b2_g32_asym_static", 2, 32, False, False, True, 0.05),
-    ("b8_gall_asym_actorder", 8, -1, False, True, False, 0.01),
-    ("b4_gall_sym", 4, -1, True, False, False, 0.1),
+    ("b4_g16_sym", 4, 16, True, False, False, 0.01, False),
+    ("b4_g16_asym_actorder", 4, 16, False, True, False, 0.01, False),
+    ("b3_g48_sym_actorder_static", 3, 48, True, True, True, 0.1, False),
+    ("b2_g32_asym_static", 2, 32, False, False, True, 0.05, False),
+    ("b8_gall_asym_actorder", 8, -1, False, True, False, 0.01, False),
+    ("b4_gall_sym", 4, -1, True, False, False, 0.1, False),
+    ("b4_g16_sym_groupaware", 4, 16, True, False, False, 0.1, True),
+    ("b3_g32_asym_groupaware_static", 3, 32, False, False, True, 0.05, True),
+    ("b4_gall_asym_groupaware", 4, -1, False, False, False, 0.1, True),  # no groups: no effect
+    ("b4_g64_asym_groupaware_ragged", 4, 64, False, False, False, 0.1, True),  # 64 + 32 columns
+    ("b4_g64_asym_ragged", 4, 64, False, False, False, 0.1, False),
 ]
+
+
+def group_aware_order(diag, group):
+    """GAR's column order: natural groups by decreasing max diag, inside by decreasing diag.
+    A short last group is ordered like the others."""
+    starts = range(0, len(diag), group)
+    order = np.argsort([-diag[s:s + group].max() for s in starts], kind="stable")
+    return np.concatenate([g * group + np.argsort(-diag[g * group:(g + 1) * group], kind="stable")
+                           for g in order])
 
 
 def find_params(x, bits, sym):
@@ -58,7 +73,7 @@ def quantize(x, scale, zero, bits):
     return code, scale * (code - zero)
 
 
-def gptq(w, h, bits, group, sym, desc_act, static, damp_percent):
+def gptq(w, h, bits, group, sym, desc_act, static, damp_percent, group_aware):
     w = w.copy()
     h = h.copy()
     rows, cols = w.shape
@@ -71,8 +86,10 @@ def gptq(w, h, bits, group, sym, desc_act, static, damp_percent):
         for g0 in range(0, cols, group):
             static_params.append(find_params(w[:, g0:g0 + group].astype(np.float32), bits, sym))
     perm = np.arange(cols)
-    if desc_act:
-        perm = np.argsort(-np.diag(h), kind="stable")
+    group_aware = group_aware and not desc_act and group != -1
+    if desc_act or group_aware:
+        perm = (np.argsort(-np.diag(h), kind="stable") if desc_act
+                else group_aware_order(np.diag(h), group))
         w = w[:, perm]
         h = h[perm][:, perm]
     h = h + damp_percent * np.mean(np.diag(h)) * np.eye(cols)
@@ -92,10 +109,17 @@ def gptq(w, h, bits, group, sym, desc_act, static, damp_percent):
             if group != -1:
                 if static:
                     scale, zero = static_params[int(perm[c]) // group]
-                elif c % group == 0:
+                elif group_aware and (c == 0 or perm[c] // group != perm[c - 1] // group):
+                    g = int(perm[c]) // group
+                    size = min(cols, (g + 1) * group) - g * group
+                    scale, zero = find_params(w[:, c:c + size], bits, sym)
+                    # GAR visits the natural groups out of order; they are stored in order
+                    scales.append((g, scale))
+                    zeros.append((g, zero))
+                elif not group_aware and c % group == 0:
                     scale, zero = find_params(w[:, c:c + group], bits, sym)
-                    scales.append(scale)
-                    zeros.append(zero)
+                    scales.append((c // group, scale))
+                    zeros.append((c // group, zero))
             col = w1[:, i].copy()
             code, q = quantize(col, scale, zero, bits)
             codes[:, c] = code
@@ -105,11 +129,15 @@ def gptq(w, h, bits, group, sym, desc_act, static, damp_percent):
         w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
     if group == -1:
         scales, zeros = [whole[0]], [whole[1]]
+    elif not static:
+        scales = [v for _, v in sorted(scales, key=lambda t: t[0])]
+        zeros = [v for _, v in sorted(zeros, key=lambda t: t[0])]
     elif static:
         scales = [p[0] for p in static_params]
         zeros = [p[1] for p in static_params]
     gsize = group if group != -1 else cols
-    g_idx = perm // gsize if (static and desc_act) else np.arange(cols) // gsize
+    natural = (static and desc_act) or group_aware  # groups kept, only visited out of order
+    g_idx = perm // gsize if natural else np.arange(cols) // gsize
     invperm = np.argsort(perm)
     return codes[:, invperm], np.stack(scales), np.stack(zeros), g_idx[invperm]
 
@@ -124,11 +152,11 @@ def main(out_dir):
     w = (0.05 * rng.standard_normal((OUT, IN))).astype(np.float32).astype(np.float64)
     h = (2.0 / TOKENS * x.T @ x).astype(np.float32).astype(np.float64)
     cases = []
-    for name, bits, group, sym, desc_act, static, damp in CASES:
-        codes, scales, zeros, g_idx = gptq(w, h, bits, group, sym, desc_act, static, damp)
+    for name, bits, group, sym, desc_act, static, damp, gar in CASES:
+        codes, scales, zeros, g_idx = gptq(w, h, bits, group, sym, desc_act, static, damp, gar)
         cases.append({
             "name": name, "bits": bits, "group_size": group, "sym": sym, "desc_act": desc_act,
-            "static_groups": static, "damp_percent": damp,
+            "static_groups": static, "damp_percent": damp, "act_group_aware": gar,
             "codes": codes.T.astype(np.int64).flatten().tolist(),  # [in, out], as Unpacked
             "scales": scales.flatten().tolist(),  # [groups, out]
             "zeros": zeros.astype(np.int64).flatten().tolist(),

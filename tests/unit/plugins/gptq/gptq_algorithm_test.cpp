@@ -122,11 +122,12 @@ double output_error(const Data& d, const std::vector<float>& wq, const std::vect
 }
 
 GptqConfig make_config(int bits, int64_t group_size, bool desc_act, bool static_groups,
-                       bool sym = true) {
+                       bool sym = true, bool act_group_aware = true) {
   GptqConfig c;
   c.bits = bits;
   c.group_size = group_size;
   c.desc_act = desc_act;
+  c.act_group_aware = act_group_aware && !desc_act;  // as parse_gptq_config forces it
   c.static_groups = static_groups;
   c.sym = sym;
   c.damp_percent = 0.1;  // transformers' GPTQConfig default (AutoGPTQ's own is 0.01)
@@ -146,14 +147,16 @@ TEST_F(GptqAlgorithm, HeldOutOutputErrorIsBelowRoundToNearest) {
   for (int bits : {2, 3, 4, 8}) {
     double worst = 0.0;
     for (int64_t group : {int64_t{128}, int64_t{-1}, int64_t{32}}) {
-      for (bool desc_act : {false, true}) {
+      for (int order = 0; order < 3; ++order) {  // natural, act_group_aware, desc_act
+        const bool desc_act = order == 2, group_aware = order == 1;
         for (bool static_groups : {false, true}) {
           for (bool sym : {true, false}) {
-            const GptqConfig c = make_config(bits, group, desc_act, static_groups, sym);
-            const std::string what = "bits " + std::to_string(bits) + " group " +
-                                     std::to_string(group) + " desc_act " +
-                                     std::to_string(desc_act) + " static " +
-                                     std::to_string(static_groups) + " sym " + std::to_string(sym);
+            const GptqConfig c =
+                make_config(bits, group, desc_act, static_groups, sym, group_aware);
+            const std::string what =
+                "bits " + std::to_string(bits) + " group " + std::to_string(group) + " desc_act " +
+                std::to_string(desc_act) + " act_group_aware " + std::to_string(group_aware) +
+                " static " + std::to_string(static_groups) + " sym " + std::to_string(sym);
             std::vector<float> fake;
             const GptqOutcome g =
                 quantize_gptq(call_, d.w.data(), d.out, d.in, d.hessian, c, &fake);
@@ -228,6 +231,33 @@ TEST_F(GptqAlgorithm, ActOrderGidxIsTheRankByDecreasingHessianDiagonal) {
   const GptqOutcome s =
       quantize_gptq(call_, d.w.data(), 32, 128, d.hessian, make_config(4, 32, true, true));
   for (int64_t i = 0; i < 128; ++i) EXPECT_EQ(s.layer.g_idx[static_cast<size_t>(i)], i / 32);
+}
+
+TEST_F(GptqAlgorithm, ActGroupAwareVisitsGroupsOutOfOrderButKeepsThem) {
+  const Data d = make_data(32, 128, 512, 1, 19);
+  std::vector<float> fake_gar, fake_plain;
+  const GptqOutcome gar = quantize_gptq(call_, d.w.data(), 32, 128, d.hessian,
+                                        make_config(4, 32, false, false, true, true), &fake_gar);
+  const GptqOutcome plain =
+      quantize_gptq(call_, d.w.data(), 32, 128, d.hessian,
+                    make_config(4, 32, false, false, true, false), &fake_plain);
+  // The checkpoint is an ordinary desc_act=false one: natural groups, g_idx = i // group_size.
+  for (int64_t i = 0; i < 128; ++i) EXPECT_EQ(gar.layer.g_idx[static_cast<size_t>(i)], i / 32);
+  EXPECT_EQ(gar.layer.g_idx, plain.layer.g_idx);
+  EXPECT_EQ(dequantize(gar.layer), fake_gar);
+  // ... yet the visiting order changed the result (the data's diag(H) is not sorted).
+  EXPECT_NE(gar.layer.codes, plain.layer.codes);
+  // A short last group (80 = 32 + 32 + 16) is visited like the others and keeps its columns.
+  const Data odd = make_data(16, 80, 512, 1, 20);
+  std::vector<float> fake_odd;
+  const GptqOutcome odd_gar =
+      quantize_gptq(call_, odd.w.data(), 16, 80, odd.hessian,
+                    make_config(4, 32, false, false, false, true), &fake_odd);
+  for (int64_t i = 0; i < 80; ++i) EXPECT_EQ(odd_gar.layer.g_idx[static_cast<size_t>(i)], i / 32);
+  EXPECT_EQ(dequantize(odd_gar.layer), fake_odd);
+  const GptqOutcome odd_plain = quantize_gptq(call_, odd.w.data(), 16, 80, odd.hessian,
+                                              make_config(4, 32, false, false, false, false));
+  EXPECT_NE(odd_gar.layer.codes, odd_plain.layer.codes);
 }
 
 TEST_F(GptqAlgorithm, DiagonalHessianGivesRoundToNearest) {

@@ -46,6 +46,7 @@ TEST(GptqReference, MatchesAReStatementOfFasterquant) {
     config.sym = c["sym"];
     config.desc_act = c["desc_act"];
     config.static_groups = c["static_groups"];
+    config.act_group_aware = c["act_group_aware"];
     config.damp_percent = c["damp_percent"];
     config.checkpoint_format = "gptq_v2";  // the reference keeps zero points of 0
     const GptqOutcome g =
