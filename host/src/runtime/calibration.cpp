@@ -27,6 +27,7 @@ std::unique_ptr<LlamaNetwork> load_calibration_network(const Checkpoint& checkpo
                     "activations of the original float model",
                     "calibrate on the original (unquantized) checkpoint");
   }
+  warn_if_blas_is_generic();
   if (runtime.num_threads > 0) at::set_num_threads(runtime.num_threads);
   auto classified = pipeline::classify(checkpoint, runtime.architecture_dirs);
   if (!classified.ok()) throw classified.error();
@@ -276,6 +277,25 @@ class LlamaBlock : public BlockHandle {
             target = &find(module);
             in_mlp = target == linears_[4] || target == linears_[5] || target == linears_[6];
           }
+          bool attention_overridden = false;
+          bool only_target = true;
+          for (const auto& [layer, w] : weights) {
+            attention_overridden = attention_overridden || layer == linears_[0] ||
+                                   layer == linears_[1] || layer == linears_[2] ||
+                                   layer == linears_[3];
+            only_target = only_target && layer == target;
+          }
+          // A search evaluates one part many times with only its own linears changed: what
+          // enters the part is the same every time (the block's current weights), so it is
+          // computed once.
+          if (target != nullptr && only_target) {
+            const at::Tensor& x = linear_input(*target);
+            const auto it = weights.find(target);
+            const at::Tensor& w = it == weights.end() ? target->weight() : it->second;
+            const at::Tensor y =
+                target->bias().defined() ? at::linear(x, w, target->bias()) : at::linear(x, w);
+            return to_matrix(y);
+          }
           at::Tensor captured;
           const LinearCall call = [&](const Linear& l, const at::Tensor& x) {
             const auto it = weights.find(&l);
@@ -286,15 +306,16 @@ class LlamaBlock : public BlockHandle {
             return y;
           };
           std::vector<at::Tensor> outputs;
-          int64_t left = run_sequences_ > 0 ? run_sequences_ : std::numeric_limits<int64_t>::max();
-          for (const Batch& batch : batches_) {
-            if (left <= 0) break;
-            at::Tensor h = batch.hidden;
-            if (h.size(0) > left) h = h.narrow(0, 0, left);
-            left -= h.size(0);
-            const at::Tensor a = net_.attention(li_, h, 0, batch.mask, nullptr, &call);
-            at::Tensor out = a;
-            if (in_mlp) out = net_.mlp(li_, h + a, &call);
+          const auto inputs = run_inputs();
+          for (size_t bi = 0; bi < inputs.size(); ++bi) {
+            const at::Tensor& h = inputs[bi];
+            at::Tensor out;
+            if (in_mlp && !attention_overridden) {
+              out = net_.mlp(li_, mlp_input(bi, h), &call);
+            } else {
+              const at::Tensor a = net_.attention(li_, h, 0, batches_[bi].mask, nullptr, &call);
+              out = in_mlp ? net_.mlp(li_, h + a, &call) : a;
+            }
             const at::Tensor y = target != nullptr ? captured : out;
             outputs.push_back(y.reshape({-1, y.size(-1)}));
           }
@@ -302,7 +323,58 @@ class LlamaBlock : public BlockHandle {
         });
   }
 
+  // The block's weights changed (replacements installed): cached inputs are stale.
+  void invalidate() {
+    mlp_inputs_.clear();
+    linear_inputs_.clear();
+  }
+
  private:
+  // The block inputs run() evaluates: the first run_sequences sequences, batch by batch.
+  std::vector<at::Tensor> run_inputs() const {
+    std::vector<at::Tensor> inputs;
+    int64_t left = run_sequences_ > 0 ? run_sequences_ : std::numeric_limits<int64_t>::max();
+    for (const Batch& batch : batches_) {
+      if (left <= 0) break;
+      at::Tensor h = batch.hidden;
+      if (h.size(0) > left) h = h.narrow(0, 0, left);
+      left -= h.size(0);
+      inputs.push_back(h);
+    }
+    return inputs;
+  }
+
+  // h + attention(h) of run input `bi`, with the block's current weights.
+  const at::Tensor& mlp_input(size_t bi, const at::Tensor& h) {
+    if (mlp_inputs_.size() <= bi) mlp_inputs_.resize(bi + 1);
+    if (!mlp_inputs_[bi].defined()) {
+      mlp_inputs_[bi] = h + net_.attention(li_, h, 0, batches_[bi].mask, nullptr);
+    }
+    return mlp_inputs_[bi];
+  }
+
+  // Every run input row of `layer`, [tokens, in], with the block's current weights.
+  const at::Tensor& linear_input(const Linear& layer) {
+    auto& cached = linear_inputs_[&layer];
+    if (cached.defined()) return cached;
+    std::vector<at::Tensor> rows;
+    const LinearCall call = [&](const Linear& l, const at::Tensor& x) {
+      if (&l == &layer) rows.push_back(x.reshape({-1, x.size(-1)}));
+      return l(x);
+    };
+    const auto inputs = run_inputs();
+    const bool in_mlp = &layer == linears_[4] || &layer == linears_[5] || &layer == linears_[6];
+    for (size_t bi = 0; bi < inputs.size(); ++bi) {
+      if (in_mlp) {
+        (void)net_.mlp(li_, mlp_input(bi, inputs[bi]), &call);
+      } else {
+        (void)net_.attention(li_, inputs[bi], 0, batches_[bi].mask, nullptr, &call);
+      }
+    }
+    cached = at::cat(rows, 0);
+    return cached;
+  }
+
   std::string names_text() const {
     std::string s;
     for (const Linear* l : linears_) s += (s.empty() ? "" : ", ") + l->name();
@@ -314,6 +386,8 @@ class LlamaBlock : public BlockHandle {
   std::vector<Batch>& batches_;
   int64_t run_sequences_;
   std::vector<Linear*> linears_;
+  std::vector<at::Tensor> mlp_inputs_;
+  std::map<const Linear*, at::Tensor> linear_inputs_;
 };
 
 void check_options(const CalibrationOptions& o) {
@@ -391,6 +465,7 @@ CalibrationSummary run_calibration(LlamaNetwork& net, TokenBatch input,
         at::Tensor t = block.weight_tensor(name, w, "the replacement weight");
         if (options.true_sequential) {
           layer.replace_weight(std::move(t));
+          block.invalidate();
         } else {
           pending.emplace_back(&layer, std::move(t));
         }
@@ -398,6 +473,7 @@ CalibrationSummary run_calibration(LlamaNetwork& net, TokenBatch input,
       }
     }
     for (auto& [layer, w] : pending) layer->replace_weight(std::move(w));
+    block.invalidate();
     const Status ended = consumer.end_block(block);
     if (!ended.ok()) throw ended.error();
     for (Batch& batch : batches) {
