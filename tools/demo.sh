@@ -14,6 +14,7 @@ demo=${QFORGE_DEMO_DIR:-$build/demo}
 method=${QFORGE_DEMO_METHOD:-nf4}
 
 tools/bootstrap.sh
+. tools/blas-env.sh  # OpenBLAS kernels by the CPU's flags (docs/runtime.md "BLAS kernels")
 
 # The in-tree plugins' targets, as their CMakeLists.txt name them in qforge_add_plugin(...).
 targets=(qforge_cli qforge_make_model)

@@ -38,5 +38,7 @@ fi
 # ctest runs tests side by side on few cores: LibTorch's OpenMP workers must sleep, not spin,
 # while they wait (a profile under -j2 showed 63% of a calibration run spinning in libgomp).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+# OpenBLAS's kernels named from the CPU's flags when it does not know the CPU (tools/blas-env.sh).
+. tools/blas-env.sh
 cd "$build"
 ctest --output-on-failure -j"$jobs"

@@ -103,6 +103,7 @@ Model& Model::operator=(Model&&) noexcept = default;
 
 Result<Model> Model::load(Host& host, const Checkpoint& checkpoint, const RuntimeOptions& options) {
   return detail::guarded<Model>("loading the model", kModelOomFix, [&]() -> Result<Model> {
+    detail::warn_if_blas_is_generic();
     if (options.num_threads > 0) at::set_num_threads(options.num_threads);
     auto classified = pipeline::classify(checkpoint, options.architecture_dirs);
     if (!classified.ok()) return classified.error();

@@ -43,6 +43,10 @@ Result<T> guarded(const char* what, const char* oom_fix, F&& body) {
   }
 }
 
+// Once per process: a warning when OpenBLAS runs generic SSE3 kernels on a CPU with AVX2 or
+// AVX-512 (blas_check.cpp).
+void warn_if_blas_is_generic();
+
 // A float32 copy of a stored tensor (F32, F16 or BF16; upcasts are exact). Bad input naming the
 // tensor for any other dtype.
 at::Tensor to_float_tensor(const TensorView& view, const std::string& name);
