@@ -4,9 +4,9 @@
 #include <nlohmann/json.hpp>
 
 #include "awq_compute.hpp"
+#include "awq_device.hpp"
 #include "awq_layout.hpp"
 #include "cpu/kernels.hpp"
-#include "device_refusal.hpp"     // plugins/common
 #include "environment_facts.hpp"  // plugins/common
 
 namespace qforge::plugins::awq {
@@ -26,15 +26,6 @@ const std::string* find_skip_match(const std::string& name, const std::vector<st
 constexpr const char* kAlgorithmRtn =
     "rtn (AWQ's pseudo-quantizer, round-to-nearest; the activation-aware scale/clip search is "
     "not implemented yet)";
-
-// The CPU is all this landing computes on.
-void require_cpu(const sdk::Call& call, const qf_module_info& module, const char* hook) {
-  const int type = call.device().device_type;
-  if (type == kDLCPU || type == kDLCUDAHost) return;
-  refuse_device(
-      "module '" + module_name(module) + "': awq " + hook, call.device(), "awq", false,
-      {"computes on the CPU only (no CUDA kernels in this landing)", "run with --device cpu"});
-}
 
 }  // namespace
 
@@ -98,7 +89,8 @@ bool AwqQuantizer::needs_quantization(const qf_module_info& module, std::string&
 std::string AwqQuantizer::describe_quantized(const qf_module_info& module) {
   nlohmann::json described = nlohmann::json::parse(describe_json(config_, module));
   described["algorithm"] = pre_quantized_ ? "pre-quantized" : kAlgorithmRtn;
-  described["kernels"] = std::string("cpu: ") + cpu::isa_name(cpu::select_isa()) + ", gpu: none";
+  described["kernels"] =
+      std::string("cpu: ") + cpu::isa_name(cpu::select_isa()) + ", gpu: " + gpu_backend();
   return described.dump();
 }
 
@@ -109,7 +101,7 @@ void AwqQuantizer::check_quantized(const qf_module_info& module, const qf_tensor
 void AwqQuantizer::quantize(const sdk::Call& call, const qf_module_info& module,
                             const DLTensor& weight, const DLTensor* /*bias*/,
                             const qf_tensor_list* calibration, sdk::TensorSink& out) {
-  require_cpu(call, module, "quantize");
+  if (is_device_call(call)) return device_quantize_awq(call, module);
   call.throw_if_cancelled();
   const std::string name = module_name(module);
   if (calibration == nullptr && !config_.data_free) {
@@ -126,35 +118,38 @@ void AwqQuantizer::quantize(const sdk::Call& call, const qf_module_info& module,
                 "`--calibration none`), or choose the data-free round-to-nearest default "
                 "explicitly with --set data_free=true");
   }
-  // Note [AWQ search]: the activation-aware search goes here. Per scaling group it needs each
-  // input channel's mean |x| (docs/calibration.md "How GPTQ and AWQ use it"): grid-search s over
-  // 20 ratios, fold 1/s into the previous op, clip search, then quantize W·diag(s) with
-  // quantize_rtn. The host does not pass those statistics yet, so every module is quantized
-  // round-to-nearest with AWQ's quantizer.
-  // data_free was asked for (debug detail only); statistics the search cannot use yet are
-  // worth a warning, since the user expects AWQ proper.
-  const int32_t level = calibration == nullptr ? QF_LOG_DEBUG : QF_LOG_WARN;
+  // The activation-aware search runs in the host (manifest `calibration: activation_scaling`,
+  // docs/awq.md "The search"): it hands over W·diag(s), already clipped, with the scales it
+  // chose, and folds 1/s into the previous operation itself. What is left here is AWQ's
+  // quantizer on that weight. Statistics of another kind (a Hessian) mean a host that did not
+  // search: quantizing round-to-nearest is then worth a warning.
+  const bool searched = sdk::find_tensor(calibration, "activation_scales") != nullptr;
+  const int32_t level = calibration == nullptr || searched ? QF_LOG_DEBUG : QF_LOG_WARN;
   if (sdk::log_enabled(level)) {
-    sdk::log(level, "awq: module '" + name + "': quantized round-to-nearest with AWQ's quantizer" +
-                        (calibration == nullptr
-                             ? std::string(" (data_free: no calibration statistics)")
-                             : std::string(" (the activation-aware scale/clip search is not "
-                                           "implemented yet; the calibration statistics passed "
-                                           "are unused)")));
+    sdk::log(level,
+             "awq: module '" + name + "': " +
+                 (searched ? std::string("quantizing W·diag(s) with the host's activation scales")
+                  : calibration == nullptr
+                      ? std::string("round-to-nearest with AWQ's quantizer (data_free)")
+                      : std::string("round-to-nearest with AWQ's quantizer: the statistics "
+                                    "passed hold no \"activation_scales\" (the host did not "
+                                    "run the activation-aware search)")));
   }
   quantize_rtn_module(config_, module, weight, out);
 }
 
 void AwqQuantizer::dequantize(const sdk::Call& call, const qf_module_info& module,
                               const qf_tensor_list& tensors, sdk::TensorSink& out) {
-  require_cpu(call, module, "dequantize");
+  if (is_device_call(call)) return device_dequantize_awq(call, config_, module, tensors, out);
   dequantize_awq(call, config_, module, tensors, out);
 }
 
 void AwqQuantizer::linear_forward(const sdk::Call& call, const qf_module_info& module,
                                   const qf_tensor_list& tensors, const DLTensor& x,
                                   const DLTensor* bias, DLTensor& y) {
-  require_cpu(call, module, "linear_forward");
+  if (is_device_call(call)) {
+    return device_linear_forward_awq(call, config_, module, tensors, x, bias, y);
+  }
   linear_forward_awq(call, config_, module, tensors, x, bias, y);
 }
 

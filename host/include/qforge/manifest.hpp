@@ -32,6 +32,10 @@ struct MethodManifest {
   std::vector<DeviceRequirement> devices;         // at least one
   int priority = 0;                               // higher wins
   bool requires_calibration = false;
+  // What quantize needs from the calibration pass (docs/manifest.md, docs/calibration.md):
+  // "hessian" (GPTQ: each linear's H) or "activation_scaling" (AWQ: the host searches scales
+  // and clipping with the plugin's own quantize and folds them, calibrated_quantize.hpp).
+  std::string calibration = "hessian";
   std::vector<std::string> loading_attributes;
   std::vector<std::string> config_keys;  // keys the method understands ({} = any)
   // `verify:` block: thresholds of `qforge verify` checks by check id (docs/verify.md); they

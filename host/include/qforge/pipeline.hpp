@@ -76,6 +76,9 @@ struct Plan {
   std::vector<OutputTensor> layout;        // every output tensor, in write order
   uint64_t bytes_before = 0, bytes_after = 0;
   int quantized = 0, kept = 0;
+  // What a calibrated method's quantize needs (manifest `calibration:`): "hessian" or
+  // "activation_scaling"; empty when the method needs no calibration.
+  std::string calibration;
   nlohmann::json quantization_config;  // what postprocess returned
   nlohmann::json output_config;        // config.json to write
   std::vector<std::string> warnings;
@@ -101,6 +104,9 @@ struct QuantizeOptions {
   // calibrated_quantize.hpp), by module name: written as they are instead of calling the
   // plugin's quantize, and released once written.
   std::map<std::string, std::vector<NamedTensor>>* precomputed = nullptr;
+  // Tensors written in place of the checkpoint's own, same name, dtype and shape (an
+  // activation-scaling method's norm weights with 1/s folded in).
+  const std::map<std::string, Tensor>* rewritten = nullptr;
 };
 
 struct QuantizeSummary {

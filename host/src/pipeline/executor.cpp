@@ -33,8 +33,14 @@ std::string relative_name(const std::string& module, const std::string& full_nam
   return full_name.substr(module.size() + 1);
 }
 
-Status copy_tensor(const Checkpoint& checkpoint, CheckpointWriter& writer,
-                   const std::string& name) {
+Status copy_tensor(const Checkpoint& checkpoint, CheckpointWriter& writer, const std::string& name,
+                   const QuantizeOptions& options) {
+  if (options.rewritten != nullptr) {
+    const auto it = options.rewritten->find(name);
+    if (it != options.rewritten->end()) {
+      return writer.write(name, it->second.data(), it->second.nbytes());
+    }
+  }
   auto view = checkpoint.view(name);
   if (!view.ok()) return view.error();
   return writer.write(name, view.value());
@@ -77,7 +83,7 @@ Status quantize_module(const Plan& plan, const PlannedModule& pm, const Checkpoi
                               relative_name(module.name, out.name) + "'",
                           "describe_quantized announced it", "report to the plugin vendor");
     }
-    QF_RETURN_IF_ERROR(copy_tensor(checkpoint, writer, out.name));
+    QF_RETURN_IF_ERROR(copy_tensor(checkpoint, writer, out.name, options));
   }
   return ok_status();
 }
@@ -130,7 +136,7 @@ Result<QuantizeSummary> run_quantize(const Plan& plan, const Checkpoint& checkpo
       QF_RETURN_IF_ERROR(quantize_module(plan, pm, checkpoint, writer, options));
     } else {
       for (const auto& name : pm.module.tensors) {
-        QF_RETURN_IF_ERROR(copy_tensor(checkpoint, writer, name));
+        QF_RETURN_IF_ERROR(copy_tensor(checkpoint, writer, name, options));
       }
     }
     // Done with this module's input: without this, every mapped page read so far stays in
@@ -143,7 +149,7 @@ Result<QuantizeSummary> run_quantize(const Plan& plan, const Checkpoint& checkpo
   }
   for (const auto& name : plan.loose_tensors) {
     if (is_cancelled()) return cancelled_error();
-    QF_RETURN_IF_ERROR(copy_tensor(checkpoint, writer, name));
+    QF_RETURN_IF_ERROR(copy_tensor(checkpoint, writer, name, options));
   }
   if (!plan.loose_tensors.empty()) {
     ++progress.modules_done;

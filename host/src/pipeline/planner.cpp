@@ -1,4 +1,6 @@
 // make_plan: every decision of a quantize run, made before a single weight byte is read.
+#include <qforge/qf_plugin.h>
+
 #include <algorithm>
 #include <set>
 
@@ -89,6 +91,15 @@ Result<Plan> make_plan(Host& host, const Checkpoint& checkpoint, const PlanReque
   plan.selection = std::move(prepared.value().selection);
   plan.quantizer = std::move(prepared.value().quantizer);
   Quantizer& quantizer = *plan.quantizer;
+  if ((quantizer.flags() & QF_METHOD_REQUIRES_CALIBRATION) != 0) {
+    plan.calibration = "hessian";
+    for (const auto& record : host.plugins()) {
+      if (record.id() != plan.selection.plugin_id || !record.manifest) continue;
+      for (const auto& method : record.manifest->methods) {
+        if (method.quant_method == quantizer.quant_method()) plan.calibration = method.calibration;
+      }
+    }
+  }
   auto dtype = quantizer.update_dtype(request.dtype.value_or(""));
   if (!dtype.ok()) return dtype.error();
   // Like transformers v5's dtype="auto": tensors kept dense stay in their stored dtype; the

@@ -195,6 +195,7 @@ Status parse_method(const ManifestCtx& ctx, const YamlNode& node, const std::str
                     {"devices", true, "devices: [{type: cpu}]"},
                     {"priority", false, "priority: 100"},
                     {"requires_calibration", false, "requires_calibration: false"},
+                    {"calibration", false, "calibration: hessian"},
                     {"loading_attributes", false, "loading_attributes: [group_size]"},
                     {"config_keys", false, "config_keys: [bits, group_size]"},
                     {"verify", false, "verify: {top1: 0.8, kl: 0.1}"}});
@@ -274,6 +275,17 @@ Status parse_method(const ManifestCtx& ctx, const YamlNode& node, const std::str
   if (const YamlNode* v = fields.find("requires_calibration")) {
     QF_RETURN_IF_ERROR(read_bool(ctx, fields.path_of("requires_calibration"), *v,
                                  "requires_calibration", &out->requires_calibration));
+  }
+  if (const YamlNode* v = fields.find("calibration")) {
+    const std::string calibration_path = fields.path_of("calibration");
+    QF_RETURN_IF_ERROR(read_string(ctx, calibration_path, *v, "calibration: hessian", true, true,
+                                   64, &out->calibration));
+    if (out->calibration != "hessian" && out->calibration != "activation_scaling") {
+      return field_error(ctx, calibration_path, v, "unknown calibration '" + out->calibration + "'",
+                         "the host offers 'hessian' (each linear's GPTQ Hessian) and "
+                         "'activation_scaling' (AWQ's scale and clip search)",
+                         "write 'calibration: hessian' or 'calibration: activation_scaling'");
+    }
   }
   if (const YamlNode* v = fields.find("loading_attributes")) {
     QF_RETURN_IF_ERROR(read_string_list(ctx, fields.path_of("loading_attributes"), *v,

@@ -7,12 +7,14 @@
 
 #include <atomic>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "pipeline/pipeline_internal.hpp"
 #include "qforge/logging.hpp"
+#include "runtime/activation_scaling_consumer.hpp"
 #include "verify/figures.hpp"
 
 namespace qforge {
@@ -98,30 +100,48 @@ Result<QuantizeSummary> run_calibrated_quantize(const Plan& plan, const Checkpoi
                        "pass --method or a config with a quant_method");
   }
   runtime::CalibrationOptions copt = calibrated.calibration;
-  copt.hessian = runtime::HessianPrecision::kFloat32;
-  const nlohmann::json& config = plan.config.config;
-  if (config.is_object() && config.contains("true_sequential") &&
-      config["true_sequential"].is_boolean()) {
-    copt.true_sequential = config["true_sequential"].get<bool>();
+  const bool scaling = plan.calibration == "activation_scaling";
+  if (scaling) {
+    detail::ActivationScalingConsumer::configure(copt);
+  } else {
+    copt.hessian = runtime::HessianPrecision::kFloat32;
+    const nlohmann::json& config = plan.config.config;
+    if (config.is_object() && config.contains("true_sequential") &&
+        config["true_sequential"].is_boolean()) {
+      copt.true_sequential = config["true_sequential"].get<bool>();
+    }
   }
   if (copt.runtime.num_threads == 0) copt.runtime.num_threads = options.threads;
-  log->info("{}: calibrating on {} ({}; true_sequential {})", plan.config.quant_method,
+  log->info("{}: calibrating on {} ({})", plan.config.quant_method,
             calibrated.tokens
                 ? std::to_string(calibrated.tokens->size()) + " given sequences"
                 : std::to_string(copt.data_free.num_sequences) + " data-free sequences of " +
                       std::to_string(copt.data_free.seq_len) + " tokens",
-            "float32 Hessians", copt.true_sequential ? "on" : "off");
+            scaling ? "activation-aware scale and clip search"
+                    : std::string("float32 Hessians; true_sequential ") +
+                          (copt.true_sequential ? "on" : "off"));
 
-  std::map<std::string, std::vector<NamedTensor>> outputs;
-  PluginCalibrationConsumer consumer(plan, checkpoint, options, outputs);
-  auto pass = runtime::calibrate(checkpoint, calibrated.tokens, copt, consumer);
+  detail::ScaledOutputs outputs;
+  std::optional<PluginCalibrationConsumer> hessian_consumer;
+  std::optional<detail::ActivationScalingConsumer> scaling_consumer;
+  runtime::CalibrationConsumer* consumer = nullptr;
+  if (scaling) {
+    consumer = &scaling_consumer.emplace(plan, checkpoint, options, calibrated, outputs);
+  } else {
+    consumer = &hessian_consumer.emplace(plan, checkpoint, options, outputs.quantized);
+  }
+  auto pass = runtime::calibrate(checkpoint, calibrated.tokens, copt, *consumer);
   if (!pass.ok()) return pass.error();
+  const int calibrated_count =
+      scaling ? scaling_consumer->quantized() : hessian_consumer->quantized();
   log->info("{}: {} linears quantized with calibration ({} sequences, {} tokens)",
-            plan.config.quant_method, consumer.quantized(), pass.value().sequences,
+            plan.config.quant_method, calibrated_count, pass.value().sequences,
             pass.value().tokens);
   int uncalibrated = 0;
   for (const auto& pm : plan.modules) {
-    if (pm.action == ModuleAction::kQuantize && outputs.count(pm.module.name) == 0) ++uncalibrated;
+    if (pm.action == ModuleAction::kQuantize && outputs.quantized.count(pm.module.name) == 0) {
+      ++uncalibrated;
+    }
   }
   if (uncalibrated > 0) {
     log->warn(
@@ -130,10 +150,11 @@ Result<QuantizeSummary> run_calibrated_quantize(const Plan& plan, const Checkpoi
         plan.config.quant_method, uncalibrated);
   }
   QuantizeOptions write = options;
-  write.precomputed = &outputs;
+  write.precomputed = &outputs.quantized;
+  write.rewritten = &outputs.rewritten;
   auto summary = run_quantize(plan, checkpoint, write);
   if (!summary.ok()) return summary;
-  summary.value().calibrated = consumer.quantized();
+  summary.value().calibrated = calibrated_count;
   summary.value().calibration_sequences = pass.value().sequences;
   summary.value().calibration_tokens = pass.value().tokens;
   return summary;

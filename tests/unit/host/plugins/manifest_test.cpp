@@ -340,6 +340,21 @@ TEST(ManifestParse, RejectsUnknownKeyInsideMethodsDevicesAndAbi) {
             "acme.yaml: field 'requires.cuda': unknown key");
 }
 
+TEST(ManifestParse, CalibrationNamesWhatTheHostHandsAQuantize) {
+  auto hessian = parse(ManifestBuilder());
+  ASSERT_TRUE(hessian.ok()) << hessian.error().to_string();
+  EXPECT_EQ(hessian->methods[0].calibration, "hessian");  // GPTQ's, the default
+  auto scaling = parse(ManifestBuilder().method(MethodBuilder()
+                                                    .raw_extra("requires_calibration: true")
+                                                    .raw_extra("calibration: activation_scaling")));
+  ASSERT_TRUE(scaling.ok()) << scaling.error().to_string();
+  EXPECT_EQ(scaling->methods[0].calibration, "activation_scaling");
+  auto unknown = parse(ManifestBuilder().method(MethodBuilder().raw_extra("calibration: fisher")));
+  EXPECT_EQ(error_of(unknown),
+            "acme.yaml: field 'methods[0].calibration': unknown calibration 'fisher'");
+  EXPECT_NE(unknown.error().fix().find("activation_scaling"), std::string::npos);
+}
+
 TEST(ManifestParse, KeepsVendorExtrasAsJson) {
   auto r = parse(ManifestBuilder()
                      .vendor_extra("x_acme_build", "\"2026-11-01\"")

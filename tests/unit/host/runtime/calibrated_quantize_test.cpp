@@ -153,17 +153,8 @@ TEST(CalibratedQuantize, GptqBeatsRoundToNearestOnEveryLinearOfTheTinyLlama) {
 }
 
 TEST(CalibratedQuantize, GptqBeatsRoundToNearestOnEveryLinearOfSmolLm2) {
-  const char* env = std::getenv("QFORGE_MODEL_CACHE");
-  const char* home = std::getenv("HOME");
-  const fs::path cache =
-      env != nullptr && *env != '\0'
-          ? fs::path(env)
-          : fs::path(home != nullptr ? home : "/nonexistent") / ".cache" / "qforge" / "models";
-  const fs::path dir = cache / "SmolLM2-135M-Instruct";
-  if (!fs::exists(dir / "model.safetensors")) {
-    GTEST_SKIP() << "model missing: " << dir
-                 << " (run tools/fetch-models.sh --qforge build/bin/qforge to fetch it)";
-  }
+  const fs::path dir = model_cache() / "SmolLM2-135M-Instruct";
+  SKIP_WITHOUT(dir);
   // GPTQ fits its calibration set: with fewer tokens than a few times a linear's inputs it
   // overfits, and on held-out tokens mlp.down_proj (1536 inputs) loses to RTN — layers 3-6 by
   // up to 6 % with 32 x 128 tokens, while on the calibration tokens themselves GPTQ's error is

@@ -13,24 +13,10 @@
 namespace qforge::runtime::test {
 namespace {
 
-fs::path model_cache() {
-  if (const char* env = std::getenv("QFORGE_MODEL_CACHE"); env != nullptr && *env != '\0') {
-    return env;
-  }
-  const char* home = std::getenv("HOME");
-  return fs::path(home != nullptr ? home : "/nonexistent") / ".cache" / "qforge" / "models";
-}
-
 nlohmann::json real_reference(const std::string& name) {
   return read_json(fs::path(QFORGE_SOURCE_DIR) / "tests" / "reference" / "real-models" /
                    (name + ".json"));
 }
-
-#define SKIP_WITHOUT(dir)                                                                 \
-  if (!fs::exists((dir) / "model.safetensors")) {                                         \
-    GTEST_SKIP() << "model missing: " << (dir)                                            \
-                 << " (run tools/fetch-models.sh --qforge build/bin/qforge to fetch it)"; \
-  }
 
 TEST(RealModels, SmolLM2LogitsAndGreedyIdsMatchTransformers) {
   const fs::path dir = model_cache() / "SmolLM2-135M-Instruct";

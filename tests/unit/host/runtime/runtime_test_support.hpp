@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -114,6 +115,22 @@ inline nlohmann::json reference(const std::string& name) {
   return read_json(fs::path(QFORGE_SOURCE_DIR) / "tests" / "reference" / "runtime" /
                    (name + ".json"));
 }
+
+// The real-model cache (tools/fetch-models.sh): $QFORGE_MODEL_CACHE, else ~/.cache/qforge/models.
+inline fs::path model_cache() {
+  if (const char* env = std::getenv("QFORGE_MODEL_CACHE"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  const char* home = std::getenv("HOME");
+  return fs::path(home != nullptr ? home : "/nonexistent") / ".cache" / "qforge" / "models";
+}
+
+// Skips the test when the real model in `dir` is not in the cache, saying how to fetch it.
+#define SKIP_WITHOUT(dir)                                                                 \
+  if (!fs::exists((dir) / "model.safetensors")) {                                         \
+    GTEST_SKIP() << "model missing: " << (dir)                                            \
+                 << " (run tools/fetch-models.sh --qforge build/bin/qforge to fetch it)"; \
+  }
 
 // Rewrites config.json of a checkpoint folder through `edit`.
 template <class F>
