@@ -7,8 +7,8 @@
 
 #include "awq_pack.hpp"
 #include "awq_rtn.hpp"
-#include "awq_tensor_io.hpp"
 #include "cpu/kernels.hpp"
+#include "dense_tensor_io.hpp"  // plugins/common
 
 namespace qforge::plugins::awq {
 namespace {

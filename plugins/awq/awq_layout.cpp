@@ -6,7 +6,7 @@
 #include <qforge/qf_plugin.hpp>
 
 #include "awq_pack.hpp"
-#include "awq_tensor_io.hpp"
+#include "dense_tensor_io.hpp"  // plugins/common
 
 namespace qforge::plugins::awq {
 namespace {

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <qforge/qf_plugin.hpp>
 
-#include "awq_tensor_io.hpp"
+#include "dense_tensor_io.hpp"  // plugins/common
 
 namespace qforge::plugins::awq {
 namespace {

@@ -9,6 +9,7 @@
 
 #include "bnb_layout.hpp"
 #include "bnb_tensor_io.hpp"
+#include "device_checks.hpp"
 #include "device_refusal.hpp"
 
 #if QFORGE_BNB_GPU
@@ -71,12 +72,7 @@ void check_gpu(const std::string& err, const std::string& what) {
 }
 
 void enter_device(const sdk::Call& call, const qf_module_info& module) {
-  const std::string err = gpu::set_device(call.device().device_id);
-  if (!err.empty()) {
-    throw Error(QF_CODE_FAILED_PRECONDITION,
-                "module '" + name_of(module) + "': cannot use " + device_text(call.device()), err,
-                "run on a machine with that GPU and a working driver, or use --device cpu");
-  }
+  check_device_entered(gpu::set_device(call.device().device_id), call, name_of(module));
 }
 
 bool host_readable(const DLTensor& t) {

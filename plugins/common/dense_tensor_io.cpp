@@ -1,11 +1,11 @@
-// Dense tensor reading and writing for the gptq plugin (see gptq_tensor_io.hpp).
-#include "gptq_tensor_io.hpp"
+// Dense tensor reading and writing shared by the gptq and awq plugins (dense_tensor_io.hpp).
+#include "dense_tensor_io.hpp"
 
 #include <cmath>
 #include <cstring>
 #include <qforge/qf_plugin.hpp>
 
-namespace qforge::plugins::gptq {
+namespace qforge::plugins {
 namespace {
 
 using sdk::Error;
@@ -134,4 +134,4 @@ void write_floats(const float* values, int64_t count, FloatKind kind, void* dst)
   }
 }
 
-}  // namespace qforge::plugins::gptq
+}  // namespace qforge::plugins

@@ -1,5 +1,5 @@
-// The dense tensors the gptq plugin reads and writes (F32, F16, BF16) as float32, and the checks
-// every input gets (host memory, contiguous, a buffer).
+// The dense tensors the gptq and awq plugins read and write (F32, F16, BF16) as float32, and the
+// checks every input gets (host memory, contiguous, a buffer).
 #pragma once
 
 #include <qforge/qf_plugin.h>
@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace qforge::plugins::gptq {
+namespace qforge::plugins {
 
 enum class FloatKind { kF32, kF16, kBF16 };
 
@@ -32,4 +32,4 @@ void write_floats(const float* values, int64_t count, FloatKind kind, void* dst)
 float half_to_float(uint16_t h) noexcept;
 uint16_t float_to_half(float f) noexcept;  // round to nearest even, saturating to Inf
 
-}  // namespace qforge::plugins::gptq
+}  // namespace qforge::plugins

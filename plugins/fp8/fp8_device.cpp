@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "device_checks.hpp"
 #include "device_refusal.hpp"
 #include "fbgemm_compute.hpp"
 #include "fp8_layout.hpp"
@@ -25,7 +26,6 @@ namespace {
 using sdk::Error;
 
 #if QFORGE_FP8_GPU
-constexpr bool serves(int type) { return type == kDLCUDA || type == kDLCUDAManaged; }
 constexpr const char* kBackend = "CUDA";
 constexpr bool kCudaBuild = true;
 #else
@@ -36,14 +36,11 @@ constexpr bool kCudaBuild = false;
 // The call's device must be one this build's kernels run on.
 void require_served(const sdk::Call& call, const qf_module_info& module, const char* method,
                     const char* hook) {
-#if QFORGE_FP8_GPU
-  if (serves(call.device().device_type)) return;
-#endif
-  refuse_device("module '" + module_name(module) + "': " + method + " " + hook, call.device(),
-                "fp8", kCudaBuild,
-                {"holds only the CPU emulation",
-                 "run with --device cpu (and --allow-emulation), or rebuild qforge with the CUDA "
-                 "toolkit installed (-DQFORGE_CUDA=ON)"});
+  require_cuda_served(call, "module '" + module_name(module) + "': " + method + " " + hook, "fp8",
+                      kCudaBuild,
+                      {"holds only the CPU emulation",
+                       "run with --device cpu (and --allow-emulation), or rebuild qforge with the "
+                       "CUDA toolkit installed (-DQFORGE_CUDA=ON)"});
 }
 
 // Throws the CPU path's refusals before any device work, with the CPU path's messages
@@ -96,37 +93,8 @@ void check_fbgemm_quantize_request(const qf_module_info& module, const DLTensor&
 
 #if QFORGE_FP8_GPU
 
-void check_gpu(const std::string& err, const std::string& what) {
-  if (err.empty()) return;
-  throw Error(QF_CODE_DEVICE_ERROR, what, err,
-              "check the GPU (nvidia-smi) and that the inputs are valid device buffers of the "
-              "call's device");
-}
-
 void enter_device(const sdk::Call& call, const qf_module_info& module) {
-  const std::string err = gpu::set_device(call.device().device_id);
-  if (!err.empty()) {
-    throw Error(QF_CODE_FAILED_PRECONDITION,
-                "module '" + module_name(module) + "': cannot use " + device_text(call.device()),
-                err, "run on a machine with that GPU and a working driver, or use --device cpu");
-  }
-}
-
-void require_on_device(const sdk::Call& call, const DLTensor& t, const std::string& what) {
-  const DLDevice d = call.device();
-  if (!serves(t.device.device_type) || t.device.device_id != d.device_id) {
-    throw Error(QF_CODE_INVALID_ARGUMENT, what + " is not on the call's device",
-                "it is on " + device_text(t.device) + ", the call runs on " + device_text(d),
-                "move the tensor to " + device_text(d) + " before the call");
-  }
-  if (t.data == nullptr && sdk::numel(t) != 0) {
-    throw Error(QF_CODE_INVALID_ARGUMENT, what + " has no data", "its data pointer is NULL",
-                "pass a tensor with a buffer");
-  }
-  if (!sdk::is_contiguous(t)) {
-    throw Error(QF_CODE_INVALID_ARGUMENT, what + " is not contiguous",
-                "the GPU kernels read it as a flat row-major array", "pass a contiguous tensor");
-  }
+  check_device_entered(gpu::set_device(call.device().device_id), call, module_name(module));
 }
 
 gpu::Float gpu_kind(FloatKind k) {
@@ -153,7 +121,7 @@ const DLTensor& device_tensor(const sdk::Call& call, const qf_module_info& modul
                 "module '" + module_name(module) + "': tensor '" + name + "' is missing",
                 "an FP8 Linear needs its weight and scales", "pass the module's whole tensor set");
   }
-  require_on_device(call, *t, "module '" + module_name(module) + "': tensor '" + name + "'");
+  require_on_cuda_device(call, *t, "module '" + module_name(module) + "': tensor '" + name + "'");
   return *t;
 }
 
@@ -168,10 +136,10 @@ BadElement find_bad_element(const DLTensor& weight, FloatKind kind, const gpu::G
                             int64_t tile, void* stream) {
   const size_t item = item_size(kind);
   std::vector<unsigned char> bytes(static_cast<size_t>(g.rows * g.cols) * item);
-  check_gpu(gpu::copy_to_host_sync(
-                bytes.data(), static_cast<const unsigned char*>(weight.data) + weight.byte_offset,
-                bytes.size(), stream),
-            "reading the weight back for an error report");
+  check_cuda(gpu::copy_to_host_sync(
+                 bytes.data(), static_cast<const unsigned char*>(weight.data) + weight.byte_offset,
+                 bytes.size(), stream),
+             "reading the weight back for an error report");
   DLTensor host = weight;
   host.device = DLDevice{kDLCPU, 0};
   host.data = bytes.data();
@@ -197,17 +165,17 @@ void quantize_on_device(const sdk::Call& call, const qf_module_info& module, con
                         const gpu::Grid& g, DLTensor& codes, DLTensor& scales, ScaleFn scale_of,
                         TileText describe_tile, const char* why) {
   const std::string name = module_name(module);
-  require_on_device(call, weight, "module '" + name + "': weight");
+  require_on_cuda_device(call, weight, "module '" + name + "': weight");
   const FloatKind kind = float_kind(weight.dtype, "module '" + name + "' weight");
   void* stream = call.stream();
   const void* w = static_cast<const unsigned char*>(weight.data) + weight.byte_offset;
   auto* park =
       reinterpret_cast<float*>(static_cast<unsigned char*>(scales.data) + scales.byte_offset);
   const int64_t tiles = g.tiles();
-  check_gpu(gpu::tile_amax(w, gpu_kind(kind), g, park, stream), "fp8 quantize (tile maxima)");
+  check_cuda(gpu::tile_amax(w, gpu_kind(kind), g, park, stream), "fp8 quantize (tile maxima)");
   std::vector<float> amax(static_cast<size_t>(tiles));
-  check_gpu(gpu::copy_to_host_sync(amax.data(), park, amax.size() * 4, stream),
-            "reading the tile maxima back");
+  check_cuda(gpu::copy_to_host_sync(amax.data(), park, amax.size() * 4, stream),
+             "reading the tile maxima back");
   for (int64_t t = 0; t < tiles; ++t) {
     if (!std::isnan(amax[static_cast<size_t>(t)])) continue;
     const BadElement bad = find_bad_element(weight, kind, g, t, stream);
@@ -230,13 +198,13 @@ void quantize_on_device(const sdk::Call& call, const qf_module_info& module, con
   }
   // Stream order keeps the three steps apart: the kernel reads the multipliers before the
   // inverses overwrite them. Pageable copies return once staged, so the vectors may go.
-  check_gpu(gpu::copy_to_device(park, mul.data(), mul.size() * 4, stream),
-            "writing the quantize multipliers");
-  check_gpu(gpu::quantize_tiles(w, gpu_kind(kind), g, park,
-                                static_cast<uint8_t*>(codes.data) + codes.byte_offset, stream),
-            "fp8 quantize");
-  check_gpu(gpu::copy_to_device(park, inv.data(), inv.size() * 4, stream),
-            "writing the stored scales");
+  check_cuda(gpu::copy_to_device(park, mul.data(), mul.size() * 4, stream),
+             "writing the quantize multipliers");
+  check_cuda(gpu::quantize_tiles(w, gpu_kind(kind), g, park,
+                                 static_cast<uint8_t*>(codes.data) + codes.byte_offset, stream),
+             "fp8 quantize");
+  check_cuda(gpu::copy_to_device(park, inv.data(), inv.size() * 4, stream),
+             "writing the stored scales");
 }
 
 gpu::Grid fp8_grid(const Tiling& t) {
@@ -274,8 +242,8 @@ LinearIo check_linear_io(const sdk::Call& call, const qf_module_info& module, co
                 "module '" + name + "': x's last dimension is not in_features",
                 "expected " + std::to_string(in), "pass x of shape [..., in_features]");
   }
-  require_on_device(call, x, "linear_forward input x");
-  require_on_device(call, y, "linear_forward output y");
+  require_on_cuda_device(call, x, "linear_forward input x");
+  require_on_cuda_device(call, y, "linear_forward output y");
   LinearIo io;
   io.xk = gpu_kind(float_kind(x.dtype, "x"));
   io.yk = gpu_kind(float_kind(y.dtype, "y"));
@@ -286,7 +254,7 @@ LinearIo check_linear_io(const sdk::Call& call, const qf_module_info& module, co
                 "allocate y as [..., out_features]");
   }
   if (bias != nullptr) {
-    require_on_device(call, *bias, "linear_forward bias");
+    require_on_cuda_device(call, *bias, "linear_forward bias");
     io.bk = gpu_kind(float_kind(bias->dtype, "bias"));
     if (sdk::numel(*bias) != out) {
       throw Error(QF_CODE_INVALID_ARGUMENT, "module '" + name + "': bias does not fit",
@@ -330,11 +298,11 @@ void run_linear(const qf_module_info& module, const gpu::Linear& w, const Linear
   const bool native =
       forced == "native" || (forced != "emulation" && gpu::compute_capability() >= auto_min_cc);
   if (native && why_not.empty()) {
-    check_gpu(gpu::linear_native(w, io.x, io.xk, io.rows, io.bias, io.bk, io.y, io.yk, stream),
-              "fp8 linear_forward (native)");
+    check_cuda(gpu::linear_native(w, io.x, io.xk, io.rows, io.bias, io.bk, io.y, io.yk, stream),
+               "fp8 linear_forward (native)");
   } else {
-    check_gpu(gpu::linear_emulated(w, io.x, io.xk, io.rows, io.bias, io.bk, io.y, io.yk, stream),
-              "fp8 linear_forward (emulation)");
+    check_cuda(gpu::linear_emulated(w, io.x, io.xk, io.rows, io.bias, io.bk, io.y, io.yk, stream),
+               "fp8 linear_forward (emulation)");
   }
 }
 
@@ -391,7 +359,7 @@ void device_dequantize_fp8(const sdk::Call& call, const Fp8Config& config,
   const DLTensor& s = device_tensor(call, module, tensors, "weight_scale_inv");
   const DLDataType dtype = dense_dtype(module);
   DLTensor& dense = out.allocate("weight", dtype, {t.rows, t.cols}, call.device());
-  check_gpu(
+  check_cuda(
       gpu::dequantize_tiles(
           static_cast<const uint8_t*>(q.data) + q.byte_offset,
           reinterpret_cast<const float*>(static_cast<const unsigned char*>(s.data) + s.byte_offset),
@@ -467,7 +435,7 @@ void device_dequantize_fbgemm(const sdk::Call& call, const qf_module_info& modul
   const DLDataType dtype = dense_dtype(module);
   DLTensor& dense =
       out.allocate("weight", dtype, {module.out_features, module.in_features}, call.device());
-  check_gpu(
+  check_cuda(
       gpu::dequantize_tiles(
           static_cast<const uint8_t*>(q.data) + q.byte_offset,
           reinterpret_cast<const float*>(static_cast<const unsigned char*>(s.data) + s.byte_offset),

@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "cpu/kernels.hpp"
+#include "dense_tensor_io.hpp"  // plugins/common
 #include "gptq_algorithm.hpp"
 #include "gptq_pack.hpp"
 #include "gptq_rtn.hpp"
-#include "gptq_tensor_io.hpp"
 
 namespace qforge::plugins::gptq {
 namespace {

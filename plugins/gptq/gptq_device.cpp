@@ -6,9 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "dense_tensor_io.hpp"  // plugins/common
+#include "device_checks.hpp"
 #include "device_refusal.hpp"
 #include "gptq_layout.hpp"
-#include "gptq_tensor_io.hpp"
 
 #if QFORGE_GPTQ_GPU
 #include "cuda/gptq_cuda.hpp"
@@ -20,7 +21,6 @@ namespace {
 using sdk::Error;
 
 #if QFORGE_GPTQ_GPU
-constexpr bool serves(int type) { return type == kDLCUDA || type == kDLCUDAManaged; }
 constexpr const char* kBackend = "CUDA";
 constexpr bool kCudaBuild = true;
 #else
@@ -30,49 +30,14 @@ constexpr bool kCudaBuild = false;
 
 // The call's device must be one this build's kernels run on.
 void require_served(const sdk::Call& call, const qf_module_info& module, const char* hook) {
-#if QFORGE_GPTQ_GPU
-  if (serves(call.device().device_type)) return;
-#endif
-  refuse_device("module '" + module_name(module) + "': gptq " + hook, call.device(), "gptq",
-                kCudaBuild,
-                {"computes on the CPU only",
-                 "run with --device cpu, or rebuild qforge with the CUDA toolkit installed "
-                 "(-DQFORGE_CUDA=ON)"});
+  require_cuda_served(call, "module '" + module_name(module) + "': gptq " + hook, "gptq",
+                      kCudaBuild);
 }
 
 #if QFORGE_GPTQ_GPU
-
-void check_gpu(const std::string& err, const std::string& what) {
-  if (err.empty()) return;
-  throw Error(QF_CODE_DEVICE_ERROR, what, err,
-              "check the GPU (nvidia-smi) and that the inputs are valid device buffers of the "
-              "call's device");
-}
 
 void enter_device(const sdk::Call& call, const qf_module_info& module) {
-  const std::string err = gpu::set_device(call.device().device_id);
-  if (!err.empty()) {
-    throw Error(QF_CODE_FAILED_PRECONDITION,
-                "module '" + module_name(module) + "': cannot use " + device_text(call.device()),
-                err, "run on a machine with that GPU and a working driver, or use --device cpu");
-  }
-}
-
-void require_on_device(const sdk::Call& call, const DLTensor& t, const std::string& what) {
-  const DLDevice d = call.device();
-  if (!serves(t.device.device_type) || t.device.device_id != d.device_id) {
-    throw Error(QF_CODE_INVALID_ARGUMENT, what + " is not on the call's device",
-                "it is on " + device_text(t.device) + ", the call runs on " + device_text(d),
-                "move the tensor to " + device_text(d) + " before the call");
-  }
-  if (t.data == nullptr && sdk::numel(t) != 0) {
-    throw Error(QF_CODE_INVALID_ARGUMENT, what + " has no data", "its data pointer is NULL",
-                "pass a tensor with a buffer");
-  }
-  if (!sdk::is_contiguous(t)) {
-    throw Error(QF_CODE_INVALID_ARGUMENT, what + " is not contiguous",
-                "the GPU kernels read it as a flat row-major array", "pass a contiguous tensor");
-  }
+  check_device_entered(gpu::set_device(call.device().device_id), call, module_name(module));
 }
 
 gpu::Float gpu_kind(FloatKind k) {
@@ -109,7 +74,7 @@ gpu::Packed packed_of(const sdk::Call& call, const GptqConfig& config, const qf_
   const Shapes s = make_shapes(config, module.in_features, module.out_features);
   const auto on_device = [&](const char* name) -> const DLTensor& {
     const DLTensor& t = *sdk::find_tensor(&tensors, name);  // check_tensors found it
-    require_on_device(call, t, "module '" + module_name(module) + "': tensor '" + name + "'");
+    require_on_cuda_device(call, t, "module '" + module_name(module) + "': tensor '" + name + "'");
     return t;
   };
   const DLTensor& qweight = on_device("qweight");
@@ -167,7 +132,7 @@ void device_dequantize_gptq(const sdk::Call& call, const GptqConfig& config,
                                          (d.code == kDLBfloat && d.bits == 16));
   const DLDataType dtype = dense_ok ? d : sdk::make_dtype(kDLFloat, 32);
   DLTensor& dense = out.allocate("weight", dtype, {w.out, w.in}, call.device());
-  check_gpu(
+  check_cuda(
       gpu::dequantize(w, gpu_kind(float_kind(dtype, "weight")), bytes_of(dense), call.stream()),
       "gptq dequantize");
 #else
@@ -196,8 +161,8 @@ void device_linear_forward_gptq(const sdk::Call& call, const GptqConfig& config,
                 "module '" + name + "': x's last dimension is not in_features",
                 "expected " + std::to_string(in), "pass x of shape [..., in_features]");
   }
-  require_on_device(call, x, "linear_forward input x");
-  require_on_device(call, y, "linear_forward output y");
+  require_on_cuda_device(call, x, "linear_forward input x");
+  require_on_cuda_device(call, y, "linear_forward output y");
   const FloatKind xk = float_kind(x.dtype, "x");
   const FloatKind yk = float_kind(y.dtype, "y");
   const int64_t tokens = in > 0 ? sdk::numel(x) / in : 0;
@@ -209,7 +174,7 @@ void device_linear_forward_gptq(const sdk::Call& call, const GptqConfig& config,
   const void* b = nullptr;
   FloatKind bk = FloatKind::kF32;
   if (bias != nullptr) {
-    require_on_device(call, *bias, "linear_forward bias");
+    require_on_cuda_device(call, *bias, "linear_forward bias");
     bk = float_kind(bias->dtype, "bias");
     if (sdk::numel(*bias) != out_f) {
       throw Error(QF_CODE_INVALID_ARGUMENT, "module '" + name + "': bias does not fit",
@@ -219,9 +184,9 @@ void device_linear_forward_gptq(const sdk::Call& call, const GptqConfig& config,
     }
     b = bytes_of(*bias);
   }
-  check_gpu(gpu::gemv4(w, bytes_of(x), gpu_kind(xk), tokens, b, gpu_kind(bk), bytes_of(y),
-                       gpu_kind(yk), call.stream()),
-            "gptq linear_forward");
+  check_cuda(gpu::gemv4(w, bytes_of(x), gpu_kind(xk), tokens, b, gpu_kind(bk), bytes_of(y),
+                        gpu_kind(yk), call.stream()),
+             "gptq linear_forward");
 #else
   (void)config, (void)tensors, (void)x, (void)bias, (void)y;
 #endif

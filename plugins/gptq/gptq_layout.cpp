@@ -4,8 +4,8 @@
 #include <nlohmann/json.hpp>
 #include <qforge/qf_plugin.hpp>
 
+#include "dense_tensor_io.hpp"  // plugins/common
 #include "gptq_pack.hpp"
-#include "gptq_tensor_io.hpp"
 
 namespace qforge::plugins::gptq {
 namespace {

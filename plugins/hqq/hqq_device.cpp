@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "device_checks.hpp"
 #include "device_refusal.hpp"
 #include "hqq_layout.hpp"
 #include "hqq_tensor_io.hpp"
@@ -21,7 +22,6 @@ namespace {
 using sdk::Error;
 
 #if QFORGE_HQQ_GPU
-constexpr bool serves(int type) { return type == kDLCUDA || type == kDLCUDAManaged; }
 constexpr const char* kBackend = "CUDA";
 constexpr bool kCudaBuild = true;
 #else
@@ -31,53 +31,17 @@ constexpr bool kCudaBuild = false;
 
 // The call's device must be one this build's kernels run on.
 void require_served(const sdk::Call& call, const qf_module_info& module, const char* hook) {
-#if QFORGE_HQQ_GPU
-  if (serves(call.device().device_type)) return;
-#endif
-  refuse_device("module '" + module_name(module) + "': hqq " + hook, call.device(), "hqq",
-                kCudaBuild,
-                {"computes on the CPU only",
-                 "run with --device cpu, or rebuild qforge with the CUDA toolkit installed "
-                 "(-DQFORGE_CUDA=ON)"});
+  require_cuda_served(call, "module '" + module_name(module) + "': hqq " + hook, "hqq", kCudaBuild);
 }
 
 #if QFORGE_HQQ_GPU
-
-void check_gpu(const std::string& err, const std::string& what) {
-  if (err.empty()) return;
-  throw Error(QF_CODE_DEVICE_ERROR, what, err,
-              "check the GPU (nvidia-smi) and that the inputs are valid device buffers of the "
-              "call's device");
-}
 
 void enter_device(const sdk::Call& call, const qf_module_info& module) {
-  const std::string err = gpu::set_device(call.device().device_id);
-  if (!err.empty()) {
-    throw Error(QF_CODE_FAILED_PRECONDITION,
-                "module '" + module_name(module) + "': cannot use " + device_text(call.device()),
-                err, "run on a machine with that GPU and a working driver, or use --device cpu");
-  }
+  check_device_entered(gpu::set_device(call.device().device_id), call, module_name(module));
 }
 
 bool host_readable(const DLTensor& t) {
   return t.device.device_type == kDLCPU || t.device.device_type == kDLCUDAHost;
-}
-
-void require_on_device(const sdk::Call& call, const DLTensor& t, const std::string& what) {
-  const DLDevice d = call.device();
-  if (!serves(t.device.device_type) || t.device.device_id != d.device_id) {
-    throw Error(QF_CODE_INVALID_ARGUMENT, what + " is not on the call's device",
-                "it is on " + device_text(t.device) + ", the call runs on " + device_text(d),
-                "move the tensor to " + device_text(d) + " before the call");
-  }
-  if (t.data == nullptr && sdk::numel(t) != 0) {
-    throw Error(QF_CODE_INVALID_ARGUMENT, what + " has no data", "its data pointer is NULL",
-                "pass a tensor with a buffer");
-  }
-  if (!sdk::is_contiguous(t)) {
-    throw Error(QF_CODE_INVALID_ARGUMENT, what + " is not contiguous",
-                "the GPU kernels read it as a flat row-major array", "pass a contiguous tensor");
-  }
 }
 
 gpu::Float gpu_kind(FloatKind k) {
@@ -114,7 +78,7 @@ class HostMeta {
       }
       const DLTensor& t = *item.tensor;
       const std::string what = "module '" + module_name(module) + "': tensor '" + item.name + "'";
-      require_on_device(call, t, what);
+      require_on_cuda_device(call, t, what);
       const int64_t size = sdk::numel(t) * ((t.dtype.bits * t.dtype.lanes + 7) / 8);
       if (size > kMaxMetaBytes) {
         throw Error(QF_CODE_INVALID_ARGUMENT, what + " is " + std::to_string(size) + " bytes",
@@ -129,13 +93,13 @@ class HostMeta {
       views_.push_back(view);
       items_.push_back(qf_named_tensor{item.name, &views_.back()});
       if (size > 0) {
-        check_gpu(gpu::copy_to_host_async(bytes_.back().data(), bytes_of(t),
-                                          static_cast<size_t>(size), call.stream()),
-                  what + ": reading it back");
+        check_cuda(gpu::copy_to_host_async(bytes_.back().data(), bytes_of(t),
+                                           static_cast<size_t>(size), call.stream()),
+                   what + ": reading it back");
         pending = true;
       }
     }
-    if (pending) check_gpu(gpu::synchronize(call.stream()), "reading the hqq meta fields");
+    if (pending) check_cuda(gpu::synchronize(call.stream()), "reading the hqq meta fields");
     list_ = qf_tensor_list{sizeof(qf_tensor_list), QF_ABI_VERSION,
                            static_cast<int64_t>(items_.size()), items_.data()};
   }
@@ -172,7 +136,7 @@ gpu::Packed packed_of(const sdk::Call& call, const qf_module_info& module,
                       const qf_tensor_list& tensors, const Geometry& g) {
   const auto on_device = [&](const char* name) -> const DLTensor& {
     const DLTensor& t = *sdk::find_tensor(&tensors, name);  // check_tensors found it
-    require_on_device(call, t, "module '" + module_name(module) + "': tensor '" + name + "'");
+    require_on_cuda_device(call, t, "module '" + module_name(module) + "': tensor '" + name + "'");
     return t;
   };
   const DLTensor& wq = on_device("W_q");
@@ -228,7 +192,7 @@ void device_dequantize_hqq(const sdk::Call& call, const qf_module_info& module,
   const FloatKind kind = compute_kind(module);
   DLTensor& dense =
       out.allocate("weight", dtype_of(kind), {g.out_features, g.in_features}, call.device());
-  check_gpu(gpu::dequantize(w, gpu_kind(kind), bytes_of(dense), call.stream()), "hqq dequantize");
+  check_cuda(gpu::dequantize(w, gpu_kind(kind), bytes_of(dense), call.stream()), "hqq dequantize");
 #else
   (void)tensors, (void)out;
 #endif
@@ -251,8 +215,8 @@ void device_linear_forward_hqq(const sdk::Call& call, const qf_module_info& modu
                 "module '" + name + "': x's last dimension is not in_features",
                 "expected " + std::to_string(in), "pass x of shape [..., in_features]");
   }
-  require_on_device(call, x, "linear_forward input x");
-  require_on_device(call, y, "linear_forward output y");
+  require_on_cuda_device(call, x, "linear_forward input x");
+  require_on_cuda_device(call, y, "linear_forward output y");
   const FloatKind xk = float_kind(x.dtype, "x");
   const FloatKind yk = float_kind(y.dtype, "y");
   const int64_t tokens = in > 0 ? sdk::numel(x) / in : 0;
@@ -264,7 +228,7 @@ void device_linear_forward_hqq(const sdk::Call& call, const qf_module_info& modu
   const void* b = nullptr;
   FloatKind bk = FloatKind::kF32;
   if (bias != nullptr) {
-    require_on_device(call, *bias, "linear_forward bias");
+    require_on_cuda_device(call, *bias, "linear_forward bias");
     bk = float_kind(bias->dtype, "bias");
     if (sdk::numel(*bias) != out_f) {
       throw Error(QF_CODE_INVALID_ARGUMENT, "module '" + name + "': bias does not fit",
@@ -274,9 +238,9 @@ void device_linear_forward_hqq(const sdk::Call& call, const qf_module_info& modu
     }
     b = bytes_of(*bias);
   }
-  check_gpu(gpu::linear(w, bytes_of(x), gpu_kind(xk), tokens, b, gpu_kind(bk), bytes_of(y),
-                        gpu_kind(yk), call.stream()),
-            "hqq linear_forward");
+  check_cuda(gpu::linear(w, bytes_of(x), gpu_kind(xk), tokens, b, gpu_kind(bk), bytes_of(y),
+                         gpu_kind(yk), call.stream()),
+             "hqq linear_forward");
 #else
   (void)tensors, (void)x, (void)bias, (void)y;
 #endif

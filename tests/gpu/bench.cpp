@@ -18,19 +18,12 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "host_shim.hpp"
 #include "spin.hpp"
 
 namespace qforge::gpu_harness {
 namespace {
-
-constexpr double kGB = 1e9;
-constexpr size_t kColdBytes = size_t{1} << 30;  // total of the rotated copies: far beyond L2
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 bool ok_cuda(cudaError_t e, const char* what, Report& report) {
   if (e == cudaSuccess) return true;

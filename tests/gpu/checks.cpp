@@ -29,10 +29,6 @@ const Shape kShapes[] = {
     {"conv1d[in 64, out 96]", QF_MODULE_CONV1D, 96, 64},
 };
 
-double dtype_tol(DLDataType d) {
-  return d.bits == 32 ? 1e-4 : (d.code == kDLFloat ? 2e-3 : 1.6e-2);
-}
-
 class Case {
  public:
   Case(const Plugin& plugin, const char* method, std::string config, std::string label, Shape shape,

@@ -18,51 +18,11 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "host_shim.hpp"
-#include "spin.hpp"
 
 namespace qforge::gpu_harness {
 namespace {
-
-constexpr double kGB = 1e9;
-constexpr size_t kColdBytes = size_t{1} << 30;
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
-
-// GPU milliseconds per call of `call(k)`, k < batch, run back to back behind a spin kernel.
-double gpu_ms_per_call(cudaStream_t s, int batch, int iterations,
-                       const std::function<std::string(int)>& call, std::string& err) {
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0);
-  cudaEventCreate(&e1);
-  double spin_ms = 20.0;
-  std::vector<double> times;
-  for (int rep = 0; rep < iterations + 1 && err.empty(); ++rep) {
-    spin(s, spin_ms);
-    cudaEventRecord(e0, s);
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int k = 0; k < batch && err.empty(); ++k) err = call(k);
-    const double host_ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    cudaEventRecord(e1, s);
-    const cudaError_t e = cudaEventSynchronize(e1);
-    if (e != cudaSuccess) err = cudaGetErrorString(e);
-    float ms = 0.0f;
-    cudaEventElapsedTime(&ms, e0, e1);
-    if (host_ms > 0.8 * spin_ms) {
-      spin_ms = 2.0 * host_ms;  // the stream ran dry while enqueuing: redo with a longer spin
-      --rep;
-      continue;
-    }
-    if (rep > 0) times.push_back(static_cast<double>(ms) / batch);
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  return median(times);
-}
 
 void bench_shape(const Plugin& plugin, int64_t out, int64_t in, cudaStream_t s, int iterations,
                  double copy, Report& report) {

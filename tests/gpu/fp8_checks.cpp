@@ -26,10 +26,6 @@ DLDataType dtype_e4m3() {
   return d;
 }
 
-double dtype_tol(DLDataType d) {
-  return d.bits == 32 ? 1e-4 : (d.code == kDLFloat ? 2e-3 : 1.6e-2);
-}
-
 // The tensor-core sums round differently from fp32 FMA-free sums (and are promoted to fp32 once
 // per 128-wide K block): a looser bound for anything the native kernel computed.
 double native_tol(DLDataType d) { return dtype_tol(d) + 5e-3; }

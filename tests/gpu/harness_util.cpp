@@ -126,4 +126,22 @@ qf_module_info module_info(const char* name, int32_t kind, int64_t out, int64_t 
   return m;
 }
 
+double dtype_tol(DLDataType d) {
+  return d.bits == 32 ? 1e-4 : (d.code == kDLFloat ? 2e-3 : 1.6e-2);
+}
+
+std::string shape_label(int64_t out, int64_t in) {
+  return "[" + std::to_string(out) + "x" + std::to_string(in) + "]";
+}
+
+void expect(Report& report, const std::string& label, int32_t code, const std::string& text,
+            int32_t want, const std::string& needle) {
+  const bool ok = code == want && text.find(needle) != std::string::npos;
+  report.result(ok, label,
+                ok ? text
+                   : "expected code " + std::to_string(want) + " mentioning '" + needle +
+                         "', got code " + std::to_string(code) + ": " +
+                         (text.empty() ? "success" : text));
+}
+
 }  // namespace qforge::gpu_harness

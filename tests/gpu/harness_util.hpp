@@ -36,4 +36,12 @@ bool close(const std::vector<float>& ref, const std::vector<float>& got, double 
 qf_module_info module_info(const char* name, int32_t kind, int64_t out, int64_t in,
                            DLDataType weight_dtype);
 
+// The float tolerance of a forward whose inputs and outputs are `d` (relative to max |ref|).
+double dtype_tol(DLDataType d);
+// "[OUTxIN]".
+std::string shape_label(int64_t out, int64_t in);
+// PASS when a call answered `want` with `needle` in its text; the FAIL says what came instead.
+void expect(Report& report, const std::string& label, int32_t code, const std::string& text,
+            int32_t want, const std::string& needle);
+
 }  // namespace qforge::gpu_harness

@@ -17,10 +17,6 @@ namespace {
 
 using Tensors = std::vector<std::unique_ptr<OwnedTensor>>;
 
-double dtype_tol(DLDataType d) {
-  return d.bits == 32 ? 1e-4 : (d.code == kDLFloat ? 2e-3 : 1.6e-2);
-}
-
 bool is_meta(const std::string& name) { return name != "W_q" && name != "scale" && name != "zero"; }
 
 // Copies of `ts`: on the GPU, or (meta_on_host) W_q / scale / zero only, the rest in host memory.
@@ -32,10 +28,6 @@ Tensors copies(const Tensors& ts, bool meta_on_host = false) {
     out.push_back(make_tensor(t->name, t->t.dtype, t->shape, gpu, bytes.data()));
   }
   return out;
-}
-
-std::string shape_label(int64_t out, int64_t in) {
-  return "[" + std::to_string(out) + "x" + std::to_string(in) + "]";
 }
 
 // One layer: quantized on the CPU, then dequantize and forward on both sides.
@@ -215,16 +207,6 @@ class HqqCase {
   cudaStream_t stream_ = nullptr;
   Sink cpu_q_;
 };
-
-void expect(Report& report, const std::string& label, int32_t code, const std::string& text,
-            int32_t want, const std::string& needle) {
-  const bool ok = code == want && text.find(needle) != std::string::npos;
-  report.result(ok, label,
-                ok ? text
-                   : "expected code " + std::to_string(want) + " mentioning '" + needle +
-                         "', got code " + std::to_string(code) + ": " +
-                         (text.empty() ? "success" : text));
-}
 
 void refusal_checks(const Plugin& plugin, Report& report) {
   // Layouts without a kernel: UNIMPLEMENTED naming the layout.

@@ -1,11 +1,12 @@
-// GPU harness: loads the bnb, fp8, hqq and gptq plugins through their C ABI and checks every CUDA
-// kernel against the same plugin's CPU path; --bench adds the R7 figures. Needs only the CUDA
+// GPU harness: loads the bnb, fp8, hqq, gptq and awq plugins through their C ABI and checks every
+// CUDA kernel against the same plugin's CPU path; --bench adds the R7 figures. Needs only the CUDA
 // runtime, no qforge host. Exit codes: 0 all PASS (SKIPs allowed), 1 any FAIL, 2 usage or load
 // error, 77 no CUDA device (after the checks that need none).
 //
 //   bnb_gpu_harness [--plugin PATH/bnb.so] [--fp8-plugin PATH/fp8.so]
 //                   [--hqq-plugin PATH/hqq.so] [--gptq-plugin PATH/gptq.so]
-//                   [--only bnb|fp8|hqq|gptq] [--bench] [--iterations N] [--no-checks]
+//                   [--awq-plugin PATH/awq.so] [--only bnb|fp8|hqq|gptq|awq] [--bench]
+//                   [--iterations N] [--no-checks]
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -13,6 +14,8 @@
 #include <cstring>
 #include <string>
 
+#include "awq_bench.hpp"
+#include "awq_checks.hpp"
 #include "bench.hpp"
 #include "checks.hpp"
 #include "fp8_bench.hpp"
@@ -35,6 +38,9 @@
 #endif
 #ifndef QFORGE_GPU_DEFAULT_GPTQ_PLUGIN
 #define QFORGE_GPU_DEFAULT_GPTQ_PLUGIN ""
+#endif
+#ifndef QFORGE_GPU_DEFAULT_AWQ_PLUGIN
+#define QFORGE_GPU_DEFAULT_AWQ_PLUGIN ""
 #endif
 
 namespace qforge::gpu_harness {
@@ -72,11 +78,13 @@ int usage() {
   std::fprintf(stderr,
                "usage: bnb_gpu_harness [--plugin PATH/bnb.so] [--fp8-plugin PATH/fp8.so] "
                "[--hqq-plugin PATH/hqq.so] [--gptq-plugin PATH/gptq.so] "
-               "[--only bnb|fp8|hqq|gptq] [--bench] [--iterations N] [--no-checks]\n(default "
-               "plugins: %s, %s, %s, %s; env QFORGE_BNB_PLUGIN / QFORGE_FP8_PLUGIN / "
-               "QFORGE_HQQ_PLUGIN / QFORGE_GPTQ_PLUGIN override them)\n",
+               "[--awq-plugin PATH/awq.so] [--only bnb|fp8|hqq|gptq|awq] [--bench] "
+               "[--iterations N] [--no-checks]\n(default plugins: %s, %s, %s, %s, %s; env "
+               "QFORGE_BNB_PLUGIN / QFORGE_FP8_PLUGIN / QFORGE_HQQ_PLUGIN / QFORGE_GPTQ_PLUGIN / "
+               "QFORGE_AWQ_PLUGIN override them)\n",
                QFORGE_GPU_DEFAULT_PLUGIN, QFORGE_GPU_DEFAULT_FP8_PLUGIN,
-               QFORGE_GPU_DEFAULT_HQQ_PLUGIN, QFORGE_GPU_DEFAULT_GPTQ_PLUGIN);
+               QFORGE_GPU_DEFAULT_HQQ_PLUGIN, QFORGE_GPU_DEFAULT_GPTQ_PLUGIN,
+               QFORGE_GPU_DEFAULT_AWQ_PLUGIN);
   return 2;
 }
 
@@ -95,6 +103,8 @@ int main(int argc, char** argv) {
   if (const char* env = std::getenv("QFORGE_GPTQ_PLUGIN"); env != nullptr && *env) {
     gptq_path = env;
   }
+  std::string awq_path = QFORGE_GPU_DEFAULT_AWQ_PLUGIN;
+  if (const char* env = std::getenv("QFORGE_AWQ_PLUGIN"); env != nullptr && *env) awq_path = env;
   std::string only;
   bool bench = false, checks = true;
   int iterations = 20;
@@ -108,9 +118,13 @@ int main(int argc, char** argv) {
       hqq_path = argv[++i];
     } else if (a == "--gptq-plugin" && i + 1 < argc) {
       gptq_path = argv[++i];
+    } else if (a == "--awq-plugin" && i + 1 < argc) {
+      awq_path = argv[++i];
     } else if (a == "--only" && i + 1 < argc) {
       only = argv[++i];
-      if (only != "bnb" && only != "fp8" && only != "hqq" && only != "gptq") return usage();
+      if (only != "bnb" && only != "fp8" && only != "hqq" && only != "gptq" && only != "awq") {
+        return usage();
+      }
     } else if (a == "--bench") {
       bench = true;
     } else if (a == "--no-checks") {
@@ -126,8 +140,12 @@ int main(int argc, char** argv) {
   if (!only.empty() && only != "fp8") fp8_path.clear();
   if (!only.empty() && only != "hqq") hqq_path.clear();
   if (!only.empty() && only != "gptq") gptq_path.clear();
-  if (path.empty() && fp8_path.empty() && hqq_path.empty() && gptq_path.empty()) return usage();
-  Plugin plugin, fp8, hqq, gptq;
+  if (!only.empty() && only != "awq") awq_path.clear();
+  if (path.empty() && fp8_path.empty() && hqq_path.empty() && gptq_path.empty() &&
+      awq_path.empty()) {
+    return usage();
+  }
+  Plugin plugin, fp8, hqq, gptq, awq;
   std::string error;
   if (!path.empty() && !plugin.load(path, error)) {
     std::fprintf(stderr, "FAIL  load: %s\n", error.c_str());
@@ -145,10 +163,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "FAIL  load: %s\n", error.c_str());
     return 2;
   }
+  if (!awq_path.empty() && !awq.load(awq_path, error)) {
+    std::fprintf(stderr, "FAIL  load: %s\n", error.c_str());
+    return 2;
+  }
   if (!path.empty()) std::printf("plugin: %s\n", path.c_str());
   if (!fp8_path.empty()) std::printf("fp8 plugin: %s\n", fp8_path.c_str());
   if (!hqq_path.empty()) std::printf("hqq plugin: %s\n", hqq_path.c_str());
   if (!gptq_path.empty()) std::printf("gptq plugin: %s\n", gptq_path.c_str());
+  if (!awq_path.empty()) std::printf("awq plugin: %s\n", awq_path.c_str());
   Report report;
   int devices = 0;
   const cudaError_t e = cudaGetDeviceCount(&devices);
@@ -157,6 +180,7 @@ int main(int argc, char** argv) {
     if (!fp8_path.empty()) fp8_no_gpu_checks(fp8, report);
     if (!hqq_path.empty()) hqq_no_gpu_checks(hqq, report);
     if (!gptq_path.empty()) gptq_no_gpu_checks(gptq, report);
+    if (!awq_path.empty()) awq_no_gpu_checks(awq, report);
     std::printf("no CUDA device (%s); GPU checks skipped\n",
                 e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
     std::printf("SUMMARY: %d passed, %d failed (no-GPU checks only)\n", report.passed,
@@ -171,6 +195,7 @@ int main(int argc, char** argv) {
   if (checks && !fp8_path.empty()) run_fp8_checks(fp8, report);
   if (checks && !hqq_path.empty()) run_hqq_checks(hqq, report);
   if (checks && !gptq_path.empty()) run_gptq_checks(gptq, report);
+  if (checks && !awq_path.empty()) run_awq_checks(awq, report);
   if (bench) {
     const double copy = copy_gbps(iterations, report);
     std::printf("R7 device-to-device copy: %.1f GB/s (read + write, 1 GiB, median of %d)\n", copy,
@@ -179,6 +204,7 @@ int main(int argc, char** argv) {
     if (!fp8_path.empty()) run_fp8_bench(fp8, report, iterations, copy);
     if (!hqq_path.empty()) run_hqq_bench(hqq, report, iterations, copy);
     if (!gptq_path.empty()) run_gptq_bench(gptq, report, iterations, copy);
+    if (!awq_path.empty()) run_awq_bench(awq, report, iterations, copy);
   }
   std::printf("SUMMARY: %d passed, %d failed, %d skipped\n", report.passed, report.failed,
               report.skipped);

@@ -1,4 +1,5 @@
-// Shared device helpers of the fp8 kernels: e4m3 conversion, dtype loads and stores, launch checks.
+// Device helpers of the fp8 kernels: e4m3 conversion, stores (dtype loads and launch checks:
+// plugins/common/cuda/cuda_common.cuh).
 //
 // Bit-exactness with the CPU path rests on doing the same integer operations (e4m3 encode,
 // float16/bfloat16 stores are ports of cpu/e4m3.cpp and fp8_tensor_io.cpp, not CUDA intrinsics,
@@ -13,29 +14,10 @@
 #include <cstdint>
 #include <string>
 
+#include "cuda/cuda_common.cuh"  // plugins/common
 #include "cuda/fp8_cuda.hpp"
 
 namespace qforge::plugins::fp8::gpu {
-
-inline std::string gpu_error(cudaError_t e, const char* call) {
-  if (e == cudaSuccess) return "";
-  return std::string("CUDA ") + call + " failed: " + cudaGetErrorString(e);
-}
-
-// Kernel launches report configuration errors only through cudaGetLastError.
-inline std::string launch_error(const char* kernel) {
-  return gpu_error(cudaGetLastError(), kernel);
-}
-
-inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// Grids are capped and kernels loop (grid-stride), so no launch exceeds the grid limits.
-inline unsigned grid_for(int64_t items, int64_t per_cta, int64_t cap = 65535) {
-  const int64_t g = ceil_div(items, per_cta);
-  return static_cast<unsigned>(g < 1 ? 1 : (g > cap ? cap : g));
-}
 
 constexpr float kE4m3Max = 448.0f;
 
@@ -72,13 +54,6 @@ __device__ __forceinline__ float e4m3_to_float(uint8_t code) {
   if (e == 0xFu && m == 0x7u) return __uint_as_float(sign | 0x7FC00000u);
   if (e == 0) return __uint_as_float(sign | __float_as_uint(static_cast<float>(m) * 0.001953125f));
   return __uint_as_float(sign | ((e + 120u) << 23) | (m << 20));
-}
-
-__device__ __forceinline__ float load_float(const void* base, int64_t i, Float kind) {
-  if (kind == Float::kF32) return static_cast<const float*>(base)[i];
-  const uint16_t bits = static_cast<const uint16_t*>(base)[i];
-  if (kind == Float::kF16) return __half2float(__ushort_as_half(bits));
-  return __uint_as_float(static_cast<uint32_t>(bits) << 16);
 }
 
 // fp8_tensor_io.cpp's float_to_half: round to nearest even, Inf from 65520, NaN -> 0x7E00|sign.

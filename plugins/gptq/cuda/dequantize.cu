@@ -36,7 +36,7 @@ __global__ void dequantize_kernel(Packed w, Float out_kind, void* out) {
         }
       }
       const uint32_t code = stream_value(w.qweight + o, w.out, w.bits, i);
-      store_float(out, o * w.in + i, out_kind, weight_value(code, zero, scale));
+      store_float_rn(out, o * w.in + i, out_kind, weight_value(code, zero, scale));
     }
   }
 }

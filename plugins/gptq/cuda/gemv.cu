@@ -78,7 +78,7 @@ __global__ void gemv4_kernel(Packed w, Io io) {
 #pragma unroll
         for (int k = 0; k < kSlices; ++k) s += partial[t][k][lane];
         if (io.bias != nullptr) s += load_float(io.bias, o, io.bk);
-        store_float(io.y, (io.m0 + t) * w.out + o, io.yk, s);
+        store_float_rn(io.y, (io.m0 + t) * w.out + o, io.yk, s);
       }
     }
     __syncthreads();  // partial is reused by the next tile

@@ -1,5 +1,5 @@
-// Shared device helpers of the hqq kernels: dtype loads, the compute-dtype rounding of every
-// dequantize op, stores, launch checks.
+// Device helpers of the hqq kernels: the compute-dtype rounding of every dequantize op, stores
+// (dtype loads and launch checks: plugins/common/cuda/cuda_common.cuh).
 //
 // Bit-exactness with hqq_tensor_io.cpp (round_as, write_floats) rests on two facts: the CPU's
 // float -> F16 / BF16 conversions are IEEE round-to-nearest-even with overflow to Inf and
@@ -16,36 +16,10 @@
 #include <cstdint>
 #include <string>
 
+#include "cuda/cuda_common.cuh"  // plugins/common
 #include "cuda/hqq_cuda.hpp"
 
 namespace qforge::plugins::hqq::gpu {
-
-inline std::string gpu_error(cudaError_t e, const char* call) {
-  if (e == cudaSuccess) return "";
-  return std::string("CUDA ") + call + " failed: " + cudaGetErrorString(e);
-}
-
-// Kernel launches report configuration errors only through cudaGetLastError.
-inline std::string launch_error(const char* kernel) {
-  return gpu_error(cudaGetLastError(), kernel);
-}
-
-inline cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// Grids are capped and kernels loop (grid-stride), so no launch exceeds the grid limits.
-inline unsigned grid_for(int64_t items, int64_t per_cta, int64_t cap = 65535) {
-  const int64_t g = ceil_div(items, per_cta);
-  return static_cast<unsigned>(g < 1 ? 1 : (g > cap ? cap : g));
-}
-
-__device__ __forceinline__ float load_float(const void* base, int64_t i, Float kind) {
-  if (kind == Float::kF32) return static_cast<const float*>(base)[i];
-  const uint16_t bits = static_cast<const uint16_t*>(base)[i];
-  if (kind == Float::kF16) return __half2float(__ushort_as_half(bits));
-  return __uint_as_float(static_cast<uint32_t>(bits) << 16);
-}
 
 // round_as: v rounded to kKind and widened back (identity for F32). The compute dtype is a
 // template argument: a run-time switch per op inside the unrolled kernel loops made cicc take
