@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "awq_quantizer.hpp"
-#include "awq_tensor_io.hpp"
+#include "dense_tensor_io.hpp"  // plugins/common
 #include "unit/plugins/support/test_host.hpp"
 
 namespace qforge::plugins::awq {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "awq_tensor_io.hpp"
+#include "dense_tensor_io.hpp"  // plugins/common
 #include "unit/plugins/support/test_host.hpp"
 
 namespace qforge::plugins::awq::test_util {

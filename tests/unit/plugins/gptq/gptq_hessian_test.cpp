@@ -10,11 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "dense_tensor_io.hpp"  // plugins/common
 #include "gptq_algorithm.hpp"
 #include "gptq_compute.hpp"
 #include "gptq_quantizer.hpp"
 #include "gptq_rtn.hpp"
-#include "gptq_tensor_io.hpp"
 #include "unit/plugins/support/test_host.hpp"
 
 namespace qforge::plugins::gptq {

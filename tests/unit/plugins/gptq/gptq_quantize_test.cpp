@@ -13,10 +13,10 @@
 #include <vector>
 
 #include "cpu/kernels.hpp"
+#include "dense_tensor_io.hpp"  // plugins/common
 #include "gptq_compute.hpp"
 #include "gptq_quantizer.hpp"
 #include "gptq_rtn.hpp"
-#include "gptq_tensor_io.hpp"
 #include "unit/plugins/support/test_host.hpp"
 
 namespace qforge::plugins::gptq {
